@@ -1,0 +1,40 @@
+"""The functional JAX core: bilevel problems, inner dynamics, hypergradient methods.
+
+Never imports scikit-learn. A hypergradient method is a value with one signature,
+``method(problem, hparams, inner_data, outer_data, warm_start=None, tol=None)
+-> HypergradResult``.
+"""
+
+from skfarho.core.batch import Batched
+from skfarho.core.dynamics import adam, from_hparams, gradient_descent, heavy_ball
+from skfarho.core.forward import Forward
+from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedule
+from skfarho.core.inner_solve import lbfgs_minimize
+from skfarho.core.linear_solve import CG, Cholesky, Neumann
+from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparameters
+from skfarho.core.precision import float64_scope
+from skfarho.core.problem import BilevelProblem, HypergradResult
+from skfarho.core.reverse import Reverse
+
+__all__ = [
+    "Batched",
+    "BilevelProblem",
+    "CG",
+    "Cholesky",
+    "DivergenceError",
+    "Forward",
+    "HypergradResult",
+    "Implicit",
+    "ImplicitWarmStart",
+    "Neumann",
+    "OuterResult",
+    "Reverse",
+    "adam",
+    "float64_scope",
+    "from_hparams",
+    "gradient_descent",
+    "heavy_ball",
+    "lbfgs_minimize",
+    "minimize_hyperparameters",
+    "tolerance_schedule",
+]

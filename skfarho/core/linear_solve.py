@@ -1,0 +1,100 @@
+"""Solvers for the implicit method's linear system ``H v = b``.
+
+Each solver is a value with one signature, ``solver(matvec, b, x0=None, tol=1e-6)``,
+where ``matvec(v) = H v`` is a Hessian-vector product on pytrees. ``H`` is the
+Hessian of the inner loss in the parameters, symmetric and, for the strongly
+convex problems the implicit method is for, positive definite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jax.scipy.linalg
+import jax.scipy.sparse.linalg
+from jax.flatten_util import ravel_pytree
+
+PyTree = Any
+MatVec = Callable[[PyTree], PyTree]
+
+
+@dataclass(frozen=True)
+class CG:
+    """Conjugate gradient on Hessian-vector products (HOAG's choice).
+
+    Warm started from ``x0`` (the previous outer step's solution). Stops at
+    relative residual ``tol`` or after ``maxiter`` iterations.
+    """
+
+    maxiter: int = 500
+
+    def __call__(self, matvec: MatVec, b: PyTree, x0: PyTree = None, tol=1e-6):
+        solution, _ = jax.scipy.sparse.linalg.cg(
+            matvec, b, x0=x0, tol=tol, maxiter=self.maxiter
+        )
+        return solution
+
+
+def _largest_eigenvalue(matvec: MatVec, b: PyTree, iterations: int) -> jax.Array:
+    flat_b, unravel = ravel_pytree(b)
+    vector = jnp.ones_like(flat_b) / jnp.sqrt(flat_b.size)
+
+    def power_step(v, _):
+        hv, _ = ravel_pytree(matvec(unravel(v)))
+        return hv / jnp.maximum(jnp.linalg.norm(hv), 1e-30), None
+
+    vector, _ = jax.lax.scan(power_step, vector, None, length=iterations)
+    hv, _ = ravel_pytree(matvec(unravel(vector)))
+    return jnp.vdot(vector, hv)
+
+
+@dataclass(frozen=True)
+class Neumann:
+    r"""Truncated Neumann series, :math:`v = \eta \sum_{k<K} (I - \eta H)^k b`.
+
+    The step ``eta`` is ``1 / L`` with ``L`` estimated by power iteration, so the
+    series converges for positive-definite ``H``; it is cheap and biased
+    (Lorraine et al., 2020). ``x0`` and ``tol`` are ignored.
+    """
+
+    steps: int = 100
+    power_iterations: int = 20
+
+    def __call__(self, matvec: MatVec, b: PyTree, x0: PyTree = None, tol=None):
+        step = 1.0 / _largest_eigenvalue(matvec, b, self.power_iterations)
+
+        def term(carry, _):
+            total, power = carry
+            power = jax.tree_util.tree_map(
+                lambda p, hp: p - step * hp, power, matvec(power)
+            )
+            return (jax.tree_util.tree_map(jnp.add, total, power), power), None
+
+        (total, _), _ = jax.lax.scan(term, (b, b), None, length=self.steps - 1)
+        return jax.tree_util.tree_map(lambda t: step * t, total)
+
+
+@dataclass(frozen=True)
+class Cholesky:
+    """Materialize ``H`` (one matvec per parameter) and solve by Cholesky.
+
+    Exact up to rounding; for small problems (a few thousand parameters).
+    """
+
+    def __call__(self, matvec: MatVec, b: PyTree, x0: PyTree = None, tol=None):
+        flat_b, unravel = ravel_pytree(b)
+
+        def flat_matvec(v):
+            return ravel_pytree(matvec(unravel(v)))[0]
+
+        hessian = jax.vmap(flat_matvec)(jnp.eye(flat_b.size, dtype=flat_b.dtype))
+        hessian = 0.5 * (hessian + hessian.T)
+        factor = jax.scipy.linalg.cho_factor(hessian)
+        return unravel(jax.scipy.linalg.cho_solve(factor, flat_b))
+
+
+LINEAR_SOLVERS = {"cg": CG, "neumann": Neumann, "cholesky": Cholesky}

@@ -1,0 +1,187 @@
+"""The outer loop: any optax optimizer over the hyperparameters."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+
+from skfarho.core.implicit import Implicit
+
+PyTree = Any
+
+
+class DivergenceError(FloatingPointError):
+    """The inner dynamics or the hypergradient stopped being finite."""
+
+
+class OuterResult(NamedTuple):
+    """What :func:`minimize_hyperparameters` returns.
+
+    Attributes
+    ----------
+    hparams : PyTree
+        The hyperparameters with the lowest outer objective seen.
+    params : PyTree
+        The inner parameters at those hyperparameters.
+    history : dict of ndarray
+        ``"value"`` (outer objective), ``"grad_norm"`` (hypergradient norm),
+        ``"time"`` (seconds since the start) per outer step, and ``"hparams"``, a
+        list with the hyperparameters (NumPy) at each step.
+    n_steps : int
+        Outer steps taken.
+    converged : bool
+        True when the loop stopped on the gradient tolerance, early stopping or
+        the callback, False when it ran out of steps.
+    """
+
+    hparams: PyTree
+    params: PyTree
+    history: dict
+    n_steps: int
+    converged: bool
+
+
+@functools.lru_cache(maxsize=128)
+def compiled_outer_step(problem, method, optimizer, project=None):
+    """One jitted outer step, cached by the static configuration.
+
+    Data, hyperparameters, optimizer state, warm start and tolerance are traced
+    arguments: fitting again on same-shaped data reuses the compiled program.
+    """
+
+    def step(hparams, opt_state, warm_start, tol, inner_data, outer_data):
+        result = method(problem, hparams, inner_data, outer_data, warm_start, tol)
+        updates, opt_state = optimizer.update(result.grad, opt_state, hparams)
+        new_hparams = optax.apply_updates(hparams, updates)
+        if project is not None:
+            new_hparams = project(new_hparams)
+        return new_hparams, opt_state, result, otu.tree_norm(result.grad)
+
+    return jax.jit(step)
+
+
+def _to_numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)
+
+
+def minimize_hyperparameters(
+    problem,
+    hparams: PyTree,
+    inner_data: tuple,
+    outer_data: tuple,
+    *,
+    method=None,
+    optimizer: optax.GradientTransformation | None = None,
+    num_steps: int = 50,
+    tol_schedule: Callable[[int], float] | None = None,
+    grad_tol: float = 0.0,
+    patience: int | None = None,
+    min_delta: float = 1e-4,
+    project: Callable[[PyTree], PyTree] | None = None,
+    callback: Callable[[int, PyTree, Any], bool | None] | None = None,
+) -> OuterResult:
+    """Minimize the outer objective over the hyperparameters by hypergradients.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+        The bilevel problem.
+    hparams : PyTree
+        Initial hyperparameters (in the unconstrained space the losses expect).
+    inner_data, outer_data : tuple
+        Extra arguments of the inner and the outer loss.
+    method : callable, default=Implicit()
+        The hypergradient method, e.g. ``Reverse(checkpoint=True)`` or
+        ``Batched(Implicit())``.
+    optimizer : optax.GradientTransformation, default=optax.adam(0.1)
+        The outer optimizer. Reuse the same object across calls to reuse the
+        compiled step.
+    num_steps : int, default=50
+        Outer-step budget.
+    tol_schedule : callable, optional
+        ``tol_schedule(k)``: tolerance passed to the method at outer step ``k``
+        (see :func:`~skfarho.core.tolerance_schedule`); None: the method's own.
+    grad_tol : float, default=0.0
+        Stop when the hypergradient norm falls below it.
+    patience : int, optional
+        Stop after ``patience`` steps without a relative improvement of at least
+        ``min_delta`` of the best outer objective.
+    min_delta : float, default=1e-4
+        See ``patience``.
+    project : callable, optional
+        Applied to the hyperparameters after every update (a projection onto
+        bounds, for instance). Must be hashable (a module-level function).
+    callback : callable, optional
+        ``callback(step, hparams, result)`` after each step; returning True stops.
+
+    Returns
+    -------
+    OuterResult
+        The best hyperparameters, history and stopping information.
+
+    Raises
+    ------
+    DivergenceError
+        When the inner parameters, the outer value or the hypergradient are not
+        finite; the message names the likely cause and the knob to turn.
+    """
+    method = Implicit() if method is None else method
+    optimizer = _default_optimizer() if optimizer is None else optimizer
+    step_fn = compiled_outer_step(problem, method, optimizer, project)
+    hparams = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype),
+                                     hparams)
+    opt_state = optimizer.init(hparams)
+    warm_start = method.init_warm_start(problem, hparams, inner_data)
+    history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
+    best = (np.inf, hparams, None)
+    since_best, converged, start = 0, False, time.perf_counter()
+    for k in range(num_steps):
+        tol = np.inf if tol_schedule is None else tol_schedule(k)
+        tol_arg = None if tol_schedule is None else jnp.asarray(tol)
+        new_hparams, opt_state, result, grad_norm = step_fn(
+            hparams, opt_state, warm_start, tol_arg, inner_data, outer_data
+        )
+        value, grad_norm = float(result.value), float(grad_norm)
+        if not bool(result.finite) or not np.isfinite(grad_norm):
+            raise DivergenceError(_divergence_message(method, k))
+        history["value"].append(value)
+        history["grad_norm"].append(grad_norm)
+        history["time"].append(time.perf_counter() - start)
+        history["hparams"].append(_to_numpy(hparams))
+        if value < best[0] - min_delta * abs(best[0]) or best[2] is None:
+            best, since_best = (value, hparams, result.params), 0
+        else:
+            since_best += 1
+        stop = callback is not None and bool(callback(k, hparams, result))
+        if stop or grad_norm <= grad_tol or (patience and since_best >= patience):
+            converged = True
+            break
+        hparams, warm_start = new_hparams, result.warm_start
+    history = {key: (np.asarray(val) if key != "hparams" else val)
+               for key, val in history.items()}
+    return OuterResult(best[1], best[2], history, len(history["value"]), converged)
+
+
+@functools.cache
+def _default_optimizer():
+    return optax.adam(0.1)
+
+
+def _divergence_message(method, step: int) -> str:
+    base = getattr(method, "method", method)
+    if isinstance(base, Implicit):
+        cause = ("the implicit method's inner solve or linear system produced "
+                 "non-finite values: check the data for extreme values, raise the "
+                 "regularization, or lower the outer learning rate")
+    else:
+        cause = ("the unrolled inner dynamics diverged: lower the inner learning "
+                 "rate (or bound a learned one), or lower the outer learning rate")
+    return f"Non-finite outer objective or hypergradient at outer step {step}: {cause}."
