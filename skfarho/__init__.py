@@ -1,5 +1,20 @@
-"""skfarho: gradient-based hyperparameter optimization for scikit-learn, on JAX."""
+"""skfarho: gradient-based hyperparameter optimization for scikit-learn, on JAX.
+
+The estimators (:class:`HOLogisticRegression`, :class:`HORidge`, and their base
+:class:`GradientHOEstimator`) learn their hyperparameters by hypergradient
+descent on a validation loss; :mod:`skfarho.core` is the functional JAX core.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from skfarho._base import GradientHOEstimator  # noqa: E402
+from skfarho.core import DivergenceError  # noqa: E402
+from skfarho.linear_model import HOLogisticRegression, HORidge  # noqa: E402
+
+__all__ = [
+    "DivergenceError",
+    "GradientHOEstimator",
+    "HOLogisticRegression",
+    "HORidge",
+    "__version__",
+]

@@ -14,6 +14,7 @@ import optax
 import optax.tree_utils as otu
 
 from skfarho.core.implicit import Implicit
+from skfarho.core.problem import BilevelProblem
 
 PyTree = Any
 
@@ -49,16 +50,41 @@ class OuterResult(NamedTuple):
     converged: bool
 
 
+def bind_fixed(problem, fixed):
+    """The problem whose functions see ``{**hparams, **fixed}``.
+
+    ``fixed`` holds hyperparameters the losses and dynamics read but that are not
+    learned (so no hypergradient is computed for them). Called inside a traced
+    function, ``fixed`` stays a traced argument: changing its values does not
+    recompile.
+    """
+    if not fixed:
+        return problem
+
+    def merge(hparams):
+        return {**hparams, **fixed}
+
+    return BilevelProblem(
+        inner_loss=lambda w, h, *data: problem.inner_loss(w, merge(h), *data),
+        outer_loss=lambda w, h, *data: problem.outer_loss(w, merge(h), *data),
+        init_params=lambda h: problem.init_params(merge(h)),
+        optimizer=lambda h: problem.optimizer(merge(h)),
+        num_steps=problem.num_steps,
+    )
+
+
 @functools.lru_cache(maxsize=128)
 def compiled_outer_step(problem, method, optimizer, project=None):
     """One jitted outer step, cached by the static configuration.
 
-    Data, hyperparameters, optimizer state, warm start and tolerance are traced
-    arguments: fitting again on same-shaped data reuses the compiled program.
+    Data, hyperparameters, fixed hyperparameters, optimizer state, warm start and
+    tolerance are traced arguments: fitting again on same-shaped data reuses the
+    compiled program.
     """
 
-    def step(hparams, opt_state, warm_start, tol, inner_data, outer_data):
-        result = method(problem, hparams, inner_data, outer_data, warm_start, tol)
+    def step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed):
+        bound = bind_fixed(problem, fixed)
+        result = method(bound, hparams, inner_data, outer_data, warm_start, tol)
         updates, opt_state = optimizer.update(result.grad, opt_state, hparams)
         new_hparams = optax.apply_updates(hparams, updates)
         if project is not None:
@@ -66,6 +92,17 @@ def compiled_outer_step(problem, method, optimizer, project=None):
         return new_hparams, opt_state, result, otu.tree_norm(result.grad)
 
     return jax.jit(step)
+
+
+@functools.lru_cache(maxsize=128)
+def compiled_solve_inner(problem, method):
+    """Jitted ``method.solve_inner`` on the problem bound to ``fixed``, cached."""
+
+    def solve(hparams, inner_data, fixed, warm_start, tol):
+        bound = bind_fixed(problem, fixed)
+        return method.solve_inner(bound, hparams, inner_data, warm_start, tol)
+
+    return jax.jit(solve)
 
 
 def _to_numpy(tree):
@@ -87,6 +124,7 @@ def minimize_hyperparameters(
     min_delta: float = 1e-4,
     project: Callable[[PyTree], PyTree] | None = None,
     callback: Callable[[int, PyTree, Any], bool | None] | None = None,
+    fixed: dict | None = None,
 ) -> OuterResult:
     """Minimize the outer objective over the hyperparameters by hypergradients.
 
@@ -121,6 +159,9 @@ def minimize_hyperparameters(
         bounds, for instance). Must be hashable (a module-level function).
     callback : callable, optional
         ``callback(step, hparams, result)`` after each step; returning True stops.
+    fixed : dict, optional
+        Hyperparameters the losses read but the loop does not learn, merged into
+        the ``hparams`` dict the problem's functions see (see :func:`bind_fixed`).
 
     Returns
     -------
@@ -139,15 +180,15 @@ def minimize_hyperparameters(
     hparams = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype),
                                      hparams)
     opt_state = optimizer.init(hparams)
-    warm_start = method.init_warm_start(problem, hparams, inner_data)
+    fixed = {} if fixed is None else fixed
+    warm_start = method.init_warm_start(bind_fixed(problem, fixed), hparams, inner_data)
     history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
     best = (np.inf, hparams, None)
     since_best, converged, start = 0, False, time.perf_counter()
     for k in range(num_steps):
-        tol = np.inf if tol_schedule is None else tol_schedule(k)
-        tol_arg = None if tol_schedule is None else jnp.asarray(tol)
+        tol_arg = None if tol_schedule is None else jnp.asarray(tol_schedule(k))
         new_hparams, opt_state, result, grad_norm = step_fn(
-            hparams, opt_state, warm_start, tol_arg, inner_data, outer_data
+            hparams, opt_state, warm_start, tol_arg, inner_data, outer_data, fixed
         )
         value, grad_norm = float(result.value), float(grad_norm)
         if not bool(result.finite) or not np.isfinite(grad_norm):

@@ -1,0 +1,348 @@
+"""GradientHOEstimator: the scikit-learn façade over the JAX core."""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from numbers import Integral, Real
+
+import jax
+import numpy as np
+import optax
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from skfarho._data import bucket, cv_splits, holdout_split, stack_all_rows, stack_folds
+from skfarho._linear_losses import linear_problem
+from skfarho.core import (
+    CG,
+    Batched,
+    DivergenceError,
+    Forward,
+    Implicit,
+    Reverse,
+    float64_scope,
+    minimize_hyperparameters,
+    tolerance_schedule,
+)
+from skfarho.core.outer import compiled_solve_inner
+
+LEARNABLE = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
+_OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+
+
+@functools.lru_cache(maxsize=32)
+def _named_optimizer(name: str, learning_rate: float):
+    # cached: the same object across fits, so the compiled outer step is reused
+    return _OUTER_OPTIMIZERS[name](learning_rate)
+
+
+@functools.lru_cache(maxsize=32)
+def _method(name: str):
+    """The hypergradient method, batched over folds (a holdout is one fold)."""
+    method = {"implicit": Implicit(CG(maxiter=200)), "reverse": Reverse(),
+              "forward": Forward()}[name]
+    return Batched(method)
+
+
+class GradientHOEstimator(BaseEstimator):
+    """Base of the estimators that learn their hyperparameters by hypergradients.
+
+    A subclass supplies the model: ``_loss`` (a per-sample JAX loss of
+    ``(params, X, y)``), ``_curvature`` (a bound on the loss's second derivative
+    in the scores, for the default inner learning rate), ``_encode_targets`` and
+    ``_n_outputs``. This class validates, splits, builds the bilevel problem,
+    runs the outer loop and sets the fitted attributes.
+
+    See :class:`~skfarho.HOLogisticRegression` for the parameters.
+    """
+
+    _parameter_constraints: dict = {
+        "learn": ["array-like"],
+        "alpha": [Interval(Real, 0, None, closed="neither")],
+        "fit_intercept": ["boolean"],
+        "hypergradient": [StrOptions({"implicit", "reverse", "forward"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
+        "outer_steps": [Interval(Integral, 1, None, closed="left")],
+        "outer_optimizer": [StrOptions(set(_OUTER_OPTIMIZERS)), object],
+        "outer_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "hyper_penalty": [Interval(Real, 0, None, closed="left")],
+        "inner_steps": [Interval(Integral, 1, None, closed="left")],
+        "inner_optimizer": [StrOptions({"gd", "momentum", "adam"})],
+        "learning_rate": [StrOptions({"auto"}), Interval(Real, 0, None,
+                                                         closed="neither")],
+        "inner_tol": [Interval(Real, 0, None, closed="neither")],
+        "refit": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, *, learn=("alpha",), alpha=1.0, fit_intercept=True,
+                 hypergradient="implicit", validation_fraction=0.25, cv=None,
+                 outer_steps=50, outer_optimizer="adam", outer_learning_rate=0.2,
+                 tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
+                 inner_optimizer="gd", learning_rate="auto", inner_tol=1e-8,
+                 refit=True, random_state=None, verbose=0):
+        self.learn = learn
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.hypergradient = hypergradient
+        self.validation_fraction = validation_fraction
+        self.cv = cv
+        self.outer_steps = outer_steps
+        self.outer_optimizer = outer_optimizer
+        self.outer_learning_rate = outer_learning_rate
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.hyper_penalty = hyper_penalty
+        self.inner_steps = inner_steps
+        self.inner_optimizer = inner_optimizer
+        self.learning_rate = learning_rate
+        self.inner_tol = inner_tol
+        self.refit = refit
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- validation ---------------------------------------------------------
+    def _check_learn(self):
+        learn = (self.learn,) if isinstance(self.learn, str) else tuple(self.learn)
+        unknown = sorted(set(learn) - set(LEARNABLE))
+        if unknown:
+            raise ValueError(f"Unknown names in learn: {unknown}; choose among "
+                             f"{list(LEARNABLE)}.")
+        if "learning_rate" in learn and self.hypergradient == "implicit":
+            raise ValueError(
+                'learn="learning_rate" needs an unrolled hypergradient: the implicit '
+                "method differentiates the exact minimizer, which does not depend "
+                'on the learning rate. Use hypergradient="reverse" or "forward".')
+        return frozenset(learn)
+
+    def _outer_optimizer(self):
+        if isinstance(self.outer_optimizer, str):
+            return _named_optimizer(self.outer_optimizer,
+                                    float(self.outer_learning_rate))
+        if not isinstance(self.outer_optimizer, optax.GradientTransformation):
+            raise TypeError("outer_optimizer must be a name or an "
+                            "optax.GradientTransformation, got "
+                            f"{type(self.outer_optimizer).__name__}.")
+        return self.outer_optimizer
+
+    def _splits(self, y, X_val, y_val, seed):
+        if X_val is not None:
+            return [(np.arange(len(y)), np.arange(len(y_val)))]
+        stratify = getattr(self, "_estimator_type", None) == "classifier"
+        if self.cv is None:
+            return holdout_split(y, self.validation_fraction, seed, stratify)
+        return cv_splits(y, self.cv, seed, stratify)
+
+    def _validate_validation_data(self, X_val, y_val):
+        if (X_val is None) != (y_val is None):
+            raise ValueError("Pass both X_val and y_val, or neither.")
+        if X_val is None:
+            return None, None
+        X_val, y_val = validate_data(self, X_val, y_val, reset=False,
+                                     accept_sparse="csr", dtype=np.float64)
+        return _dense(X_val), self._encode_targets(y_val, reset=False)
+
+    # ---- hyperparameters ----------------------------------------------------
+    def _initial_hparams(self, learn, X, n_rows, n_features, n_outputs):
+        log_alpha = np.log(self.alpha)
+        learned, fixed = {}, {}
+        if "feature_alpha" in learn:
+            learned["log_alpha"] = np.full(n_features, log_alpha)
+        elif "alpha" in learn:
+            learned["log_alpha"] = np.asarray(log_alpha)
+        else:
+            fixed["log_alpha"] = np.asarray(log_alpha)
+        if "sample_weight" in learn:
+            learned["sw_logit"] = np.zeros(bucket(n_rows))
+        lr0 = self._initial_learning_rate(X)
+        (learned if "learning_rate" in learn else fixed)["lr_logit"] = np.asarray(0.0)
+        fixed["lr_max"] = np.asarray(2.0 * lr0)
+        coef_shape = (n_features,) if n_outputs == 1 else (n_features, n_outputs)
+        w0 = {"coef": np.zeros(coef_shape)}
+        if self.fit_intercept:
+            w0["intercept"] = np.zeros(coef_shape[1:])
+        fixed["w0"] = w0
+        return learned, fixed
+
+    def _initial_learning_rate(self, X):
+        if self.learning_rate != "auto":
+            return float(self.learning_rate)
+        # 1 / L with L a bound on the data term's curvature (intercept included)
+        spectral = np.linalg.norm(X, 2) ** 2 / X.shape[0] if X.size else 1.0
+        curvature = self._curvature * (spectral + float(self.fit_intercept))
+        curvature += self.alpha / max(X.shape[0], 1)
+        scale = 1.0 if self.inner_optimizer != "adam" else 0.02 * curvature
+        return scale / curvature
+
+    # ---- fit ----------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Learn the hyperparameters on validation data, then fit the model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (sparse input is densified for the JAX core).
+        y : array-like of shape (n_samples,)
+            Targets.
+        X_val, y_val : array-like, optional
+            Explicit validation data; otherwise a split of ``X`` (``cv`` or
+            ``validation_fraction``).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X, y = validate_data(self, X, y, accept_sparse="csr",
+                             dtype=[np.float64, np.float32], y_numeric=False)
+        X = _dense(X).astype(np.float64, copy=False)
+        y_encoded = self._encode_targets(y, reset=True)
+        learn = self._check_learn()
+        X_val, y_val = self._validate_validation_data(X_val, y_val)
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        n_samples, n_features = X.shape
+        with float64_scope():
+            if learn:
+                params, hparams, trained = self._learn_hyperparameters(
+                    learn, X, y_encoded, X_val, y_val, seed)
+            else:
+                learned, fixed = self._initial_hparams(learn, X, n_samples,
+                                                       n_features, self._n_outputs)
+                hparams, trained = {**learned, **fixed}, np.ones(n_samples, bool)
+                self.validation_loss_curve_, self.n_iter_ = np.empty(0), 0
+                params = self._solve(learned, fixed, X, y_encoded, rows_weight=None)
+        self._set_fitted(params, hparams, trained, n_samples, n_features)
+        return self
+
+    def _learn_hyperparameters(self, learn, X, y, X_val, y_val, seed):
+        splits = self._splits(y, X_val, y_val, seed)
+        train_X = X[splits[0][0]]
+        learned, fixed = self._initial_hparams(learn, train_X, len(y), X.shape[1],
+                                               self._n_outputs)
+        folds = stack_folds(X, y, splits, X_val, y_val)
+        method = _method(self.hypergradient)
+        problem = linear_problem(self._loss, self.inner_optimizer, self.inner_steps,
+                                 float(self.hyper_penalty))
+        schedule = (tolerance_schedule("exponential", 1e-3, self.inner_tol)
+                    if self.hypergradient == "implicit" else None)
+        try:
+            result = minimize_hyperparameters(
+                problem, learned, folds.inner, folds.outer, method=method,
+                optimizer=self._outer_optimizer(), num_steps=self.outer_steps,
+                tol_schedule=schedule, patience=self.n_iter_no_change,
+                min_delta=self.tol, callback=self._progress(), fixed=fixed)
+        except DivergenceError as error:
+            raise DivergenceError(self._divergence_advice(str(error))) from None
+        self.validation_loss_curve_ = result.history["value"]
+        self.n_iter_ = result.n_steps
+        if not result.converged:
+            warnings.warn(
+                f"The outer loop used all outer_steps={self.outer_steps} before the "
+                "validation loss stopped improving; raise outer_steps or "
+                "outer_learning_rate.", ConvergenceWarning, stacklevel=3)
+        trained = np.zeros(len(y), dtype=bool)
+        for train, _ in splits:
+            trained[train] = True
+        hparams = {**jax.tree_util.tree_map(np.asarray, result.hparams), **fixed}
+        if self.refit:
+            weights = _refit_weights(hparams, trained, len(y))
+            params = self._solve(result.hparams, fixed, X, y, weights)
+        else:
+            params = jax.tree_util.tree_map(lambda p: np.mean(p, axis=0),
+                                            result.params)
+        return params, hparams, trained
+
+    def _solve(self, learned, fixed, X, y, rows_weight):
+        """Fit the model on all rows with the given hyperparameters."""
+        learned = dict(learned)
+        if rows_weight is not None:
+            padded = np.ones(bucket(len(rows_weight)))
+            padded[: len(rows_weight)] = rows_weight
+            learned["sw_logit"] = _logit(padded)
+        method = (Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
+                  if self.hypergradient == "implicit" else _method(self.hypergradient))
+        problem = linear_problem(self._loss, self.inner_optimizer, self.inner_steps,
+                                 float(self.hyper_penalty))
+        params = compiled_solve_inner(problem, method)(
+            learned, stack_all_rows(X, y), fixed, None, None)
+        params = jax.tree_util.tree_map(lambda p: np.asarray(p[0]), params)
+        if not all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params)):
+            raise DivergenceError(self._divergence_advice(
+                "The final fit produced non-finite coefficients"))
+        return params
+
+    def _divergence_advice(self, message):
+        if self.hypergradient == "implicit":
+            knob = ("raise alpha, scale the features (StandardScaler), or lower "
+                    "outer_learning_rate")
+        else:
+            knob = (f"lower learning_rate (now {self.learning_rate!r}), use "
+                    "inner_optimizer='gd', or lower outer_learning_rate")
+        return f"{message} ({type(self).__name__}: {knob})."
+
+    def _progress(self):
+        if not self.verbose:
+            return None
+        start = time.perf_counter()
+
+        def report(step, hparams, result):
+            print(f"[{type(self).__name__}] outer step {step + 1:3d}/"
+                  f"{self.outer_steps}  validation loss {float(result.value):.5f}  "
+                  f"elapsed {time.perf_counter() - start:.2f}s", flush=True)
+
+        return report
+
+    def _set_fitted(self, params, hparams, trained, n_samples, n_features):
+        log_alpha = np.asarray(hparams["log_alpha"], dtype=np.float64)
+        self.alpha_ = np.broadcast_to(np.exp(log_alpha), (n_features,)).copy()
+        if "sw_logit" in hparams:
+            weights = 1.0 / (1.0 + np.exp(-np.asarray(hparams["sw_logit"])))
+        else:
+            weights = np.ones(n_samples)
+        self.sample_weight_ = np.where(trained, weights[:n_samples], np.nan)
+        lr_logit = float(hparams["lr_logit"])
+        self.learning_rate_ = float(hparams["lr_max"]) / (1.0 + np.exp(-lr_logit))
+        coef = np.asarray(params["coef"], dtype=np.float64)
+        self.coef_ = coef.T if coef.ndim == 2 else self._shape_coef(coef)
+        intercept = params.get("intercept", np.zeros(coef.shape[1:]))
+        self.intercept_ = self._shape_intercept(np.asarray(intercept, np.float64))
+
+    def _decision(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse="csr", reset=False,
+                          dtype=[np.float64, np.float32])
+        scores = X @ self.coef_.T + self.intercept_
+        return np.asarray(scores)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _dense(X):
+    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+
+
+def _logit(weights):
+    clipped = np.clip(weights, 1e-12, 1 - 1e-12)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def _refit_weights(hparams, trained, n_samples):
+    """Learned weights for trained rows; their mean for validation-only rows."""
+    if "sw_logit" not in hparams:
+        return None
+    weights = 1.0 / (1.0 + np.exp(-np.asarray(hparams["sw_logit"])))
+    weights = weights[:n_samples] if weights.shape[0] >= n_samples else weights
+    return np.where(trained, weights, weights[trained].mean())

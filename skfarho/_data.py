@@ -1,0 +1,125 @@
+"""Host-side data handling: validation splits, shape buckets, stacked folds.
+
+Every inner problem (a holdout split, or each of K folds) is padded to a shape
+bucket and stacked on a leading axis, so that one compiled program serves all
+folds and all fits whose sizes fall in the same bucket.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.model_selection import (
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    check_cv,
+)
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+    """The smallest size ``>= n`` of the form ``2^k`` or ``3 * 2^(k-1)``.
+
+    Padding wastes at most a third; sizes that differ by a row or two (CV folds,
+    repeated fits) share a compiled program.
+
+    Examples
+    --------
+    >>> [bucket(n) for n in (1, 17, 24, 25, 100, 455)]
+    [16, 24, 24, 32, 128, 512]
+    """
+    n = max(int(n), minimum)
+    power = 2 ** math.ceil(math.log2(n))
+    return 3 * power // 4 if 3 * power // 4 >= n else power
+
+
+def holdout_split(y, validation_fraction, random_state, stratify):
+    """One (train, validation) split, stratified for classifiers."""
+    n_samples = len(y)
+    n_val = math.ceil(validation_fraction * n_samples)
+    if stratify:
+        n_classes = len(np.unique(y))
+        needed = max(2 * n_classes, math.ceil(n_classes / validation_fraction))
+        if n_val < n_classes or n_samples - n_val < n_classes:
+            raise ValueError(
+                f"The validation split needs at least {needed} samples for "
+                f"{n_classes} classes with validation_fraction={validation_fraction}"
+                f", got {n_samples} sample(s). Pass more data, raise "
+                "validation_fraction, or give X_val and y_val to fit."
+            )
+        counts = np.bincount(np.unique(y, return_inverse=True)[1])
+        if counts.min() >= 2:
+            splitter = StratifiedShuffleSplit(
+                1, test_size=n_val, random_state=random_state)
+            return [next(splitter.split(np.zeros(n_samples), y))]
+    if n_val < 1 or n_samples - n_val < 1:
+        raise ValueError(
+            f"The validation split needs at least 2 samples, got {n_samples} "
+            "sample(s)."
+        )
+    splitter = ShuffleSplit(1, test_size=n_val, random_state=random_state)
+    return [next(splitter.split(np.zeros(n_samples)))]
+
+
+def cv_splits(y, cv, random_state, stratify):
+    """The (train, validation) pairs of a CV splitter or a number of folds."""
+    if isinstance(cv, int | np.integer):
+        cls = StratifiedKFold if stratify else KFold
+        if stratify:
+            counts = np.bincount(np.unique(y, return_inverse=True)[1])
+            if counts.min() < cv:
+                raise ValueError(
+                    f"cv={cv} needs at least {cv} samples of every class; the "
+                    f"smallest class has {counts.min()}. Lower cv."
+                )
+        elif len(y) < cv:
+            raise ValueError(f"cv={cv} needs at least {cv} samples, got {len(y)}.")
+        cv = cls(cv, shuffle=True, random_state=random_state)
+    splitter = check_cv(cv, y, classifier=stratify)
+    return list(splitter.split(np.zeros((len(y), 1)), y))
+
+
+class StackedFolds(NamedTuple):
+    """Padded, stacked inner data ``(X, y, mask, rows)`` and outer data."""
+
+    inner: tuple
+    outer: tuple
+
+
+def _pad_rows(indices, size):
+    padded = np.zeros(size, dtype=np.int32)
+    padded[: len(indices)] = indices
+    mask = np.zeros(size)
+    mask[: len(indices)] = 1.0
+    return padded, mask
+
+
+def stack_folds(X, y, splits, X_val=None, y_val=None) -> StackedFolds:
+    """Stack the training and validation rows of every split, padded to buckets.
+
+    With ``X_val`` given, ``splits`` index training rows only and the validation
+    rows come from ``X_val``.
+    """
+    train_size = bucket(max(len(train) for train, _ in splits))
+    val_source_X = X if X_val is None else X_val
+    val_source_y = y if y_val is None else y_val
+    val_size = bucket(max(len(val) for _, val in splits))
+    inner, outer = [], []
+    for train, val in splits:
+        rows, mask = _pad_rows(train, train_size)
+        inner.append((X[rows], y[rows], mask, rows))
+        val_rows, val_mask = _pad_rows(val, val_size)
+        outer.append((val_source_X[val_rows], val_source_y[val_rows], val_mask))
+    return StackedFolds(
+        tuple(np.stack(parts) for parts in zip(*inner, strict=True)),
+        tuple(np.stack(parts) for parts in zip(*outer, strict=True)),
+    )
+
+
+def stack_all_rows(X, y):
+    """All rows as a single padded inner problem (leading axis of size 1)."""
+    rows, mask = _pad_rows(np.arange(len(y)), bucket(len(y)))
+    return (X[rows][None], y[rows][None], mask[None], rows[None])

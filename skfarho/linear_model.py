@@ -1,0 +1,226 @@
+"""HOLogisticRegression and HORidge: the losses and predictions, nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, log_expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+
+from skfarho._base import GradientHOEstimator
+from skfarho._linear_losses import binary_log_loss, multinomial_log_loss, squared_loss
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    learn : tuple of str, default=("alpha",)
+        Hyperparameters learned by hypergradient descent, among ``"alpha"`` (one
+        L2 strength), ``"feature_alpha"`` (one L2 strength per feature),
+        ``"sample_weight"`` (one weight in ``(0, 1)`` per training row) and
+        ``"learning_rate"`` (the inner learning rate; unrolled methods only).
+        ``()`` fits the model with the given hyperparameters.
+    alpha : float, default=1.0
+        Initial (or fixed) L2 strength. The inner objective is the (weighted)
+        mean loss plus ``alpha / (2 n) ||coef||^2``.
+    fit_intercept : bool, default=True
+        Fit an unpenalized intercept.
+    hypergradient : {"implicit", "reverse", "forward"}, default="implicit"
+        ``"implicit"`` (HOAG: L-BFGS to a tightening tolerance, then conjugate
+        gradient) differentiates the exact minimizer; ``"reverse"`` and
+        ``"forward"`` differentiate ``inner_steps`` steps of ``inner_optimizer``.
+    validation_fraction : float, default=0.25
+        Fraction of the rows held out (stratified for classifiers) for the
+        outer objective when ``cv`` is None and no ``X_val`` is given.
+    cv : int, cross-validation generator or iterable, default=None
+        If set, the outer objective is the mean validation loss over these
+        folds, whose inner problems run ``vmap``-ed in one compiled program.
+    outer_steps : int, default=50
+        Budget of outer (hyperparameter) steps.
+    outer_optimizer : {"adam", "sgd", "rmsprop"} or optax.GradientTransformation, \
+default="adam"
+        Optimizer of the hyperparameters, which live in log space (strengths),
+        logit space (weights, learning rate).
+    outer_learning_rate : float, default=0.2
+        Step size of a named ``outer_optimizer``.
+    tol : float, default=1e-4
+        Relative improvement of the validation loss below which a step counts
+        as no improvement.
+    n_iter_no_change : int, default=5
+        Stop after this many outer steps without improvement; the
+        hyperparameters with the lowest validation loss are kept.
+    hyper_penalty : float, default=0.0
+        Adds ``hyper_penalty * var(log alpha)`` to the outer objective: shrinks
+        per-feature strengths toward their mean against validation overfitting.
+    inner_steps : int, default=200
+        Inner steps of the unrolled methods (and of the final fit with them).
+    inner_optimizer : {"gd", "momentum", "adam"}, default="gd"
+        Inner dynamics of the unrolled methods.
+    learning_rate : "auto" or float, default="auto"
+        Initial inner learning rate; ``"auto"`` is ``1 / L`` for a bound ``L``
+        on the curvature. A learned rate stays in ``(0, 2 x initial)``.
+    inner_tol : float, default=1e-8
+        Final inner tolerance (gradient norm) of the implicit method.
+    refit : bool, default=True
+        Refit on all rows with the learned hyperparameters. Otherwise keep the
+        model trained on the training split (averaged over folds).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split.
+    verbose : int, default=0
+        Print outer-loop progress (step, validation loss, elapsed time).
+"""
+
+_ATTRIBUTES_DOC = """
+    alpha_ : ndarray of shape (n_features,)
+        Learned L2 strengths (constant when only ``"alpha"`` is learned).
+    sample_weight_ : ndarray of shape (n_samples,)
+        Learned example weights aligned with the rows given to ``fit``; NaN for
+        rows never used for training; ones when not learned.
+    learning_rate_ : float
+        The (learned) inner learning rate.
+    validation_loss_curve_ : ndarray of shape (n_iter_,)
+        Outer objective at each outer step.
+    n_iter_ : int
+        Number of outer steps taken.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+"""
+
+
+class HOLogisticRegression(ClassifierMixin, GradientHOEstimator):
+    __doc__ = (
+        """Logistic regression (binary or multinomial) that learns its
+    regularization, example weights or learning rate by hypergradient descent.
+
+    With ``learn=()`` it fits ``LogisticRegression(C=1/alpha)``.
+    """ + _PARAMETERS_DOC + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Coefficients.
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Intercepts.""" + _ATTRIBUTES_DOC + """
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skfarho import HOLogisticRegression
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(),
+    ...                       HOLogisticRegression(random_state=0)).fit(X, y)
+    >>> model.score(X, y) > 0.95
+    True
+    >>> model[-1].alpha_.shape
+    (30,)
+    """)
+
+    @property
+    def _binary(self):
+        return len(self.classes_) == 2
+
+    @property
+    def _loss(self):
+        return binary_log_loss if self._binary else multinomial_log_loss
+
+    @property
+    def _curvature(self):
+        return 0.25 if self._binary else 0.5
+
+    @property
+    def _n_outputs(self):
+        return 1 if self._binary else len(self.classes_)
+
+    def _encode_targets(self, y, reset):
+        check_classification_targets(y)
+        if reset:
+            self.classes_ = np.unique(y)
+            if len(self.classes_) < 2:
+                raise ValueError(
+                    "HOLogisticRegression needs samples of at least 2 classes; the "
+                    f"data contains only one class: {self.classes_[0]!r}.")
+        unknown = np.setdiff1d(np.unique(y), self.classes_)
+        if unknown.size:
+            raise ValueError(f"y_val has labels not seen in y: {unknown.tolist()}.")
+        encoded = np.searchsorted(self.classes_, y)
+        return encoded.astype(np.float64) if self._binary else encoded.astype(np.int32)
+
+    def _shape_coef(self, coef):
+        return coef[None, :]
+
+    def _shape_intercept(self, intercept):
+        return np.atleast_1d(intercept)
+
+    def decision_function(self, X):
+        """Decision values; shape (n_samples,) for two classes."""
+        scores = self._decision(X)
+        return scores.ravel() if self._binary else scores
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities."""
+        scores = self.decision_function(X)
+        if self._binary:
+            return np.column_stack([log_expit(-scores), log_expit(scores)])
+        return log_softmax(scores, axis=1)
+
+    def predict_proba(self, X):
+        """Class probabilities."""
+        scores = self.decision_function(X)
+        if self._binary:
+            positive = expit(scores)
+            return np.column_stack([1.0 - positive, positive])
+        return softmax(scores, axis=1)
+
+    def predict(self, X):
+        """Predicted class labels."""
+        scores = self.decision_function(X)
+        index = (scores > 0).astype(int) if self._binary else scores.argmax(axis=1)
+        return self.classes_[index]
+
+
+class HORidge(RegressorMixin, GradientHOEstimator):
+    __doc__ = (
+        """Ridge regression that learns its regularization, example weights or
+    learning rate by hypergradient descent.
+
+    The inner objective ``mean(0.5 (y - X w - b)^2) + alpha / (2 n) ||w||^2`` has
+    the minimizer of ``Ridge(alpha=alpha)``.
+    """ + _PARAMETERS_DOC + """
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,)
+        Coefficients.
+    intercept_ : float
+        Intercept.""" + _ATTRIBUTES_DOC + """
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from skfarho import HORidge
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> model = HORidge(learn=("alpha",), random_state=0).fit(X, y)
+    >>> model.score(X, y) > 0.45
+    True
+    """)
+
+    _loss = staticmethod(squared_loss)
+    _curvature = 1.0
+    _n_outputs = 1
+
+    def _encode_targets(self, y, reset):
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 1:
+            raise ValueError(f"HORidge expects a 1-d y, got shape {y.shape}.")
+        return y
+
+    def _shape_coef(self, coef):
+        return coef
+
+    def _shape_intercept(self, intercept):
+        return float(intercept)
+
+    def predict(self, X):
+        """Predicted values."""
+        return self._decision(X)
