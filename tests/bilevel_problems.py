@@ -82,7 +82,7 @@ def make_problem(kind, optimizer="gd", num_steps=100, outer_penalty=0.0,
 
 
 def make_hparams(kind, rng, n_train=30, d=4, optimizer="gd", learn_init=False,
-                 log_lr=np.log(0.3)):
+                 log_lr=-1.2):
     hparams = {
         "log_alpha": jnp.asarray(rng.normal(-1.0, 0.3, d)),
         "sw_logit": jnp.asarray(rng.normal(1.0, 0.5, n_train)),
@@ -108,7 +108,8 @@ def newton_minimize(fun, params, iterations=30):
         return fun(unravel(v))
 
     def newton_step(v, _):
-        return v - jnp.linalg.solve(jax.hessian(flat_fun)(v), jax.grad(flat_fun)(v)), None
+        step = jnp.linalg.solve(jax.hessian(flat_fun)(v), jax.grad(flat_fun)(v))
+        return v - step, None
 
     flat, _ = jax.lax.scan(newton_step, flat, None, length=iterations)
     return unravel(flat)
