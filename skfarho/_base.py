@@ -8,9 +8,10 @@ import warnings
 from numbers import Integral, Real
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -29,7 +30,7 @@ from skfarho.core import (
     minimize_hyperparameters,
     tolerance_schedule,
 )
-from skfarho.core.outer import compiled_solve_inner
+from skfarho.core.outer import bind_fixed, compiled_outer_step, compiled_solve_inner
 
 LEARNABLE = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
 _OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
@@ -137,7 +138,7 @@ class GradientHOEstimator(BaseEstimator):
     def _splits(self, y, X_val, y_val, seed):
         if X_val is not None:
             return [(np.arange(len(y)), np.arange(len(y_val)))]
-        stratify = getattr(self, "_estimator_type", None) == "classifier"
+        stratify = is_classifier(self)
         if self.cv is None:
             return holdout_split(y, self.validation_fraction, seed, stratify)
         return cv_splits(y, self.cv, seed, stratify)
@@ -220,7 +221,7 @@ class GradientHOEstimator(BaseEstimator):
                                                        n_features, self._n_outputs)
                 hparams, trained = {**learned, **fixed}, np.ones(n_samples, bool)
                 self.validation_loss_curve_, self.n_iter_ = np.empty(0), 0
-                params = self._solve(learned, fixed, X, y_encoded, rows_weight=None)
+                params = self._solve(learned, fixed, X, y_encoded)
         self._set_fitted(params, hparams, trained, n_samples, n_features)
         return self
 
@@ -253,29 +254,49 @@ class GradientHOEstimator(BaseEstimator):
         trained = np.zeros(len(y), dtype=bool)
         for train, _ in splits:
             trained[train] = True
-        hparams = {**jax.tree_util.tree_map(np.asarray, result.hparams), **fixed}
         if self.refit:
-            weights = _refit_weights(hparams, trained, len(y))
-            params = self._solve(result.hparams, fixed, X, y, weights)
+            weights = _refit_weights(result.hparams, trained, len(y))
+            params = self._refit(problem, method, result.hparams, fixed,
+                                 stack_all_rows(X, y, len(splits)), folds.outer,
+                                 weights, schedule)
         else:
             params = jax.tree_util.tree_map(lambda p: np.mean(p, axis=0),
                                             result.params)
+        hparams = {**jax.tree_util.tree_map(np.asarray, result.hparams), **fixed}
         return params, hparams, trained
 
-    def _solve(self, learned, fixed, X, y, rows_weight):
-        """Fit the model on all rows with the given hyperparameters."""
+    def _refit(self, problem, method, learned, fixed, inner, outer, weights,
+               schedule):
+        """Fit on all rows with the learned hyperparameters.
+
+        Runs the compiled outer step once on ``len(splits)`` copies of all rows
+        (same shapes as the folds), so that a fit compiles a single program; the
+        extra hypergradient costs about one inner solve.
+        """
         learned = dict(learned)
-        if rows_weight is not None:
-            padded = np.ones(bucket(len(rows_weight)))
-            padded[: len(rows_weight)] = rows_weight
-            learned["sw_logit"] = _logit(padded)
+        if weights is not None:
+            learned["sw_logit"] = jnp.asarray(_logit(weights))
+        optimizer = self._outer_optimizer()
+        step = compiled_outer_step(problem, method, optimizer, None)
+        warm = method.init_warm_start(bind_fixed(problem, fixed), learned, inner)
+        tol = None if schedule is None else jnp.asarray(self.inner_tol)
+        _, _, result, _ = step(learned, optimizer.init(learned), warm, tol, inner,
+                               outer, fixed)
+        return self._checked_params(jax.tree_util.tree_map(lambda p: p[0],
+                                                           result.params))
+
+    def _solve(self, learned, fixed, X, y):
+        """Fit on all rows with fixed hyperparameters (``learn=()``)."""
         method = (Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
                   if self.hypergradient == "implicit" else _method(self.hypergradient))
         problem = linear_problem(self._loss, self.inner_optimizer, self.inner_steps,
                                  float(self.hyper_penalty))
         params = compiled_solve_inner(problem, method)(
             learned, stack_all_rows(X, y), fixed, None, None)
-        params = jax.tree_util.tree_map(lambda p: np.asarray(p[0]), params)
+        return self._checked_params(jax.tree_util.tree_map(lambda p: p[0], params))
+
+    def _checked_params(self, params):
+        params = jax.tree_util.tree_map(np.asarray, params)
         if not all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params)):
             raise DivergenceError(self._divergence_advice(
                 "The final fit produced non-finite coefficients"))
@@ -340,9 +361,11 @@ def _logit(weights):
 
 
 def _refit_weights(hparams, trained, n_samples):
-    """Learned weights for trained rows; their mean for validation-only rows."""
+    """Learned weights for trained rows, their mean for validation-only rows;
+    padded to the bucket of ``sw_logit``."""
     if "sw_logit" not in hparams:
         return None
     weights = 1.0 / (1.0 + np.exp(-np.asarray(hparams["sw_logit"])))
-    weights = weights[:n_samples] if weights.shape[0] >= n_samples else weights
-    return np.where(trained, weights, weights[trained].mean())
+    fill = weights[:n_samples][trained].mean()
+    weights[:n_samples] = np.where(trained, weights[:n_samples], fill)
+    return weights

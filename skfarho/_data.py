@@ -100,10 +100,12 @@ def _pad_rows(indices, size):
 def stack_folds(X, y, splits, X_val=None, y_val=None) -> StackedFolds:
     """Stack the training and validation rows of every split, padded to buckets.
 
-    With ``X_val`` given, ``splits`` index training rows only and the validation
-    rows come from ``X_val``.
+    Training rows are padded to the bucket of *all* rows, so that the final fit
+    on all rows (:func:`stack_all_rows`) has the same shapes and reuses the
+    compiled program. With ``X_val`` given, ``splits`` index training rows only
+    and the validation rows come from ``X_val``.
     """
-    train_size = bucket(max(len(train) for train, _ in splits))
+    train_size = bucket(len(y))
     val_source_X = X if X_val is None else X_val
     val_source_y = y if y_val is None else y_val
     val_size = bucket(max(len(val) for _, val in splits))
@@ -119,7 +121,8 @@ def stack_folds(X, y, splits, X_val=None, y_val=None) -> StackedFolds:
     )
 
 
-def stack_all_rows(X, y):
-    """All rows as a single padded inner problem (leading axis of size 1)."""
+def stack_all_rows(X, y, copies=1):
+    """All rows as one padded inner problem, repeated ``copies`` times."""
     rows, mask = _pad_rows(np.arange(len(y)), bucket(len(y)))
-    return (X[rows][None], y[rows][None], mask[None], rows[None])
+    return tuple(np.repeat(part[None], copies, axis=0)
+                 for part in (X[rows], y[rows], mask, rows))

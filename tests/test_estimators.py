@@ -1,0 +1,231 @@
+"""The scikit-learn contract of the estimators, and their oracles."""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_iris, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skfarho import DivergenceError, HOLogisticRegression, HORidge
+from skfarho.core.outer import compiled_outer_step
+
+pytestmark = pytest.mark.no_x64
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@pytest.fixture(scope="module")
+def iris():
+    X, y = load_iris(return_X_y=True)
+    return StandardScaler().fit_transform(X), y
+
+
+@parametrize_with_checks(
+    [HOLogisticRegression(outer_steps=5), HORidge(outer_steps=5)],
+    expected_failed_checks=lambda est: {},
+)
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 3.0])
+def test_logistic_oracle_without_learning(cancer, iris, alpha):
+    """learn=() is LogisticRegression(C=1/alpha) on the same objective."""
+    for X, y in (cancer, iris):
+        ours = HOLogisticRegression(learn=(), alpha=alpha, inner_tol=1e-10).fit(X, y)
+        ref = LogisticRegression(C=1 / alpha, tol=1e-12, max_iter=10000).fit(X, y)
+        np.testing.assert_allclose(ours.coef_, ref.coef_, atol=1e-4)
+        np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-4)
+        np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X),
+                                   atol=1e-5)
+
+
+def test_ridge_oracle_without_learning():
+    X, y = make_regression(200, 8, noise=5.0, random_state=0)
+    ours = HORidge(learn=(), alpha=7.0, inner_tol=1e-10).fit(X, y)
+    ref = Ridge(alpha=7.0).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-6, atol=1e-4)
+    assert ours.intercept_ == pytest.approx(ref.intercept_, abs=1e-4)
+
+
+def test_learned_attributes_and_shapes(cancer):
+    X, y = cancer
+    model = HOLogisticRegression(learn=("feature_alpha", "sample_weight"),
+                                 random_state=0, outer_steps=15).fit(X, y)
+    assert model.alpha_.shape == (X.shape[1],) and np.ptp(model.alpha_) > 0
+    assert model.sample_weight_.shape == (len(y),)
+    held_out = np.isnan(model.sample_weight_)
+    assert held_out.sum() == int(np.ceil(0.25 * len(y)))
+    assert np.all((model.sample_weight_[~held_out] > 0)
+                  & (model.sample_weight_[~held_out] < 1))
+    assert model.validation_loss_curve_.shape == (model.n_iter_,)
+    for name in ("coef_", "intercept_", "alpha_", "sample_weight_",
+                 "validation_loss_curve_"):
+        assert isinstance(getattr(model, name), np.ndarray)
+    assert np.all(np.isfinite(model.coef_))
+
+
+def test_learning_alpha_lowers_validation_loss(cancer):
+    X, y = cancer
+    model = HOLogisticRegression(alpha=1e3, random_state=0, outer_steps=40).fit(X, y)
+    curve = model.validation_loss_curve_
+    assert curve.min() < 0.5 * curve[0]
+    assert model.alpha_[0] < 1e3
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_unrolled_methods_and_learning_rate(cancer, method):
+    X, y = cancer
+    model = HOLogisticRegression(learn=("alpha", "learning_rate"),
+                                 hypergradient=method, inner_steps=50,
+                                 outer_steps=10, random_state=0).fit(X, y)
+    assert model.learning_rate_ > 0 and np.isfinite(model.learning_rate_)
+    assert model.score(X, y) > 0.9
+
+
+def test_cv_objective_runs_folds_in_one_program(iris):
+    X, y = iris
+    model = HOLogisticRegression(cv=3, refit=False, outer_steps=5,
+                                 random_state=0).fit(X, y)
+    assert model.coef_.shape == (3, 4)
+    assert not np.isnan(model.sample_weight_).any()  # every row trains in a fold
+
+
+def test_explicit_validation_data(cancer):
+    X, y = cancer
+    model = HOLogisticRegression(outer_steps=5).fit(X[:400], y[:400],
+                                                    X_val=X[400:], y_val=y[400:])
+    assert not np.isnan(model.sample_weight_).any()
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        HOLogisticRegression().fit(X, y, X_val=X)
+
+
+def test_clone_pickle_pipeline_and_search(cancer):
+    X, y = cancer
+    pipe = make_pipeline(StandardScaler(),
+                         HOLogisticRegression(outer_steps=5, random_state=0))
+    pipe.fit(X, y)
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+    assert clone(pipe[-1]).get_params() == pipe[-1].get_params()
+    scores = cross_val_score(pipe, X, y, cv=3, n_jobs=2)
+    assert scores.mean() > 0.9
+    search = GridSearchCV(HOLogisticRegression(outer_steps=3),
+                          {"outer_learning_rate": [0.1, 0.3]}, cv=2).fit(X, y)
+    assert search.best_params_["outer_learning_rate"] in (0.1, 0.3)
+
+
+def test_string_labels_dataframes_dtypes_and_sparse(cancer):
+    pd = pytest.importorskip("pandas")
+    X, y = cancer
+    labels = np.array(["benign", "malignant"])[y]
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    model = HOLogisticRegression(outer_steps=5, random_state=0).fit(frame, labels)
+    assert list(model.feature_names_in_) == list(frame.columns)
+    assert set(model.predict(frame)) <= set(labels)
+    dense = HOLogisticRegression(outer_steps=5, random_state=0)
+    for data in (X.astype(np.float32), sp.csr_matrix(X)):
+        fitted = clone(dense).fit(data, y)
+        assert fitted.coef_.dtype == np.float64
+        np.testing.assert_allclose(fitted.coef_, dense.fit(X, y).coef_, atol=1e-4)
+
+
+def test_refitting_same_shapes_does_not_recompile(cancer):
+    X, y = cancer
+    HOLogisticRegression(outer_steps=3, random_state=0).fit(X, y)
+    info = compiled_outer_step.cache_info()
+    sizes = [f._cache_size() for f in _cached_steps()]
+    HOLogisticRegression(outer_steps=3, random_state=1).fit(X, y)  # another split
+    HOLogisticRegression(outer_steps=3, random_state=2).fit(X[:-3], y[:-3])
+    assert compiled_outer_step.cache_info().misses == info.misses
+    assert [f._cache_size() for f in _cached_steps()] == sizes
+
+
+def _cached_steps():
+    # the lru_cache keeps the jitted functions; rebuild the same keys to reach them
+    from skfarho._base import _method, _named_optimizer
+    from skfarho._linear_losses import binary_log_loss, linear_problem
+
+    problem = linear_problem(binary_log_loss, "gd", 200, 0.0)
+    return [compiled_outer_step(problem, _method("implicit"),
+                                _named_optimizer("adam", 0.2), None)]
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"learn": ("alpha", "bogus")}, "Unknown names in learn"),
+        ({"learn": ("learning_rate",)}, "unrolled hypergradient"),
+        ({"hypergradient": "sideways"}, "hypergradient"),
+        ({"alpha": -1.0}, "alpha"),
+    ],
+)
+def test_bad_parameters_raise_at_fit(cancer, params, match):
+    X, y = cancer
+    model = HOLogisticRegression(**params)  # __init__ validates nothing
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y)
+
+
+def test_bad_data_raise_clear_errors(cancer):
+    X, y = cancer
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        HOLogisticRegression().fit(bad, y)
+    with pytest.raises(ValueError, match="class"):
+        HOLogisticRegression().fit(X, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="at least 8 samples"):
+        HOLogisticRegression().fit(X[:3], np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        HOLogisticRegression().fit(X, y[:-1])
+    fitted = HOLogisticRegression(outer_steps=2).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :5])
+
+
+@pytest.mark.parametrize("method", ["reverse", "forward"])
+def test_diverging_inner_training_names_the_knob(method):
+    X, y = make_regression(100, 5, random_state=0)
+    model = HORidge(hypergradient=method, learning_rate=50.0, inner_steps=100,
+                    outer_steps=3)
+    with pytest.raises(DivergenceError, match="learning_rate"):
+        model.fit(X, y)
+
+
+def test_verbose_progress_and_convergence_warning(cancer, capsys):
+    X, y = cancer
+    with pytest.warns(ConvergenceWarning, match="outer_steps=2"):
+        HOLogisticRegression(outer_steps=2, verbose=1, alpha=1e3).fit(X, y)
+    out = capsys.readouterr().out
+    assert "outer step   1/2" in out and "validation loss" in out
+
+
+def test_global_jax_config_untouched():
+    code = (
+        "import numpy as np, jax, jax.numpy as jnp;"
+        "from skfarho import HOLogisticRegression;"
+        "X = np.random.default_rng(0).normal(size=(60, 3)); y = (X[:, 0] > 0);"
+        "m = HOLogisticRegression(outer_steps=2).fit(X, y);"
+        "print(jax.config.jax_enable_x64, jnp.ones(1).dtype, m.coef_.dtype)"
+    )
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "float32", "float64"]
