@@ -103,12 +103,11 @@ def _cache_state(previous_lookups):
         state[f"{name}.cache_info"] = info
     try:
         from skfarho._base import _method, _named_optimizer
-        from skfarho._linear_losses import binary_log_loss, linear_problem
         from skfarho.core import Batched, Implicit
 
         estimator = _pipeline()[-1]
-        problem = linear_problem(binary_log_loss, estimator.inner_optimizer,
-                                 estimator.inner_steps, estimator.hyper_penalty)
+        estimator.classes_ = [0, 1]  # the binary problem, without fitting
+        problem = estimator._problem()
         step = outer.compiled_outer_step(
             problem, _method(estimator.hypergradient),
             _named_optimizer(estimator.outer_optimizer,

@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skfarho._data import bucket, cv_splits, holdout_split, stack_all_rows, stack_folds
-from skfarho._linear_losses import linear_problem
+from skfarho._problem import model_problem
 from skfarho.core import (
     CG,
     Batched,
@@ -53,11 +53,22 @@ def _method(name: str):
 class GradientHOEstimator(BaseEstimator):
     """Base of the estimators that learn their hyperparameters by hypergradients.
 
-    A subclass supplies the model: ``_loss`` (a per-sample JAX loss of
-    ``(params, X, y)``), ``_curvature`` (a bound on the loss's second derivative
-    in the scores, for the default inner learning rate), ``_encode_targets`` and
-    ``_n_outputs``. This class validates, splits, builds the bilevel problem,
-    runs the outer loop and sets the fitted attributes.
+    A subclass supplies the model as pure JAX functions and a few hooks:
+
+    - ``_scores(params, X)``: decision values (a ``staticmethod``);
+    - ``_sample_loss``: per-sample loss of ``(scores, y)``;
+    - ``_feature_squares(params)``: per input feature, the squared weights its L2
+      strength multiplies (a ``staticmethod``);
+    - ``_init_params(n_features, n_outputs, random_state)``: a dict of arrays;
+    - ``_encode_targets(y, reset)``, ``_n_outputs`` and
+      ``_set_model_attributes(params)`` (the NumPy fitted attributes);
+    - ``_curvature``: a bound on the loss's second derivative in the scores,
+      used by ``learning_rate="auto"`` (override ``_initial_learning_rate``
+      for non-linear models).
+
+    This class validates, splits, builds the bilevel problem, runs the outer
+    loop and sets the hyperparameter attributes. See
+    :mod:`skfarho.linear_model` for two complete subclasses.
 
     See :class:`~skfarho.HOLogisticRegression` for the parameters.
     """
@@ -153,7 +164,12 @@ class GradientHOEstimator(BaseEstimator):
         return _dense(X_val), self._encode_targets(y_val, reset=False)
 
     # ---- hyperparameters ----------------------------------------------------
-    def _initial_hparams(self, learn, X, n_rows, n_features, n_outputs):
+    def _problem(self):
+        return model_problem(self._scores, self._sample_loss, self._feature_squares,
+                             self.inner_optimizer, self.inner_steps,
+                             float(self.hyper_penalty))
+
+    def _initial_hparams(self, learn, X, n_rows, n_features, n_outputs, seed=0):
         log_alpha = np.log(self.alpha)
         learned, fixed = {}, {}
         if "feature_alpha" in learn:
@@ -167,11 +183,8 @@ class GradientHOEstimator(BaseEstimator):
         lr0 = self._initial_learning_rate(X)
         (learned if "learning_rate" in learn else fixed)["lr_logit"] = np.asarray(0.0)
         fixed["lr_max"] = np.asarray(2.0 * lr0)
-        coef_shape = (n_features,) if n_outputs == 1 else (n_features, n_outputs)
-        w0 = {"coef": np.zeros(coef_shape)}
-        if self.fit_intercept:
-            w0["intercept"] = np.zeros(coef_shape[1:])
-        fixed["w0"] = w0
+        fixed["w0"] = self._init_params(n_features, n_outputs,
+                                        np.random.RandomState(seed))
         return learned, fixed
 
     def _initial_learning_rate(self, X):
@@ -217,8 +230,8 @@ class GradientHOEstimator(BaseEstimator):
                 params, hparams, trained = self._learn_hyperparameters(
                     learn, X, y_encoded, X_val, y_val, seed)
             else:
-                learned, fixed = self._initial_hparams(learn, X, n_samples,
-                                                       n_features, self._n_outputs)
+                learned, fixed = self._initial_hparams(
+                    learn, X, n_samples, n_features, self._n_outputs, seed)
                 hparams, trained = {**learned, **fixed}, np.ones(n_samples, bool)
                 self.validation_loss_curve_, self.n_iter_ = np.empty(0), 0
                 params = self._solve(learned, fixed, X, y_encoded)
@@ -229,11 +242,10 @@ class GradientHOEstimator(BaseEstimator):
         splits = self._splits(y, X_val, y_val, seed)
         train_X = X[splits[0][0]]
         learned, fixed = self._initial_hparams(learn, train_X, len(y), X.shape[1],
-                                               self._n_outputs)
+                                               self._n_outputs, seed)
         folds = stack_folds(X, y, splits, X_val, y_val)
         method = _method(self.hypergradient)
-        problem = linear_problem(self._loss, self.inner_optimizer, self.inner_steps,
-                                 float(self.hyper_penalty))
+        problem = self._problem()
         schedule = (tolerance_schedule("exponential", 1e-3, self.inner_tol)
                     if self.hypergradient == "implicit" else None)
         try:
@@ -289,9 +301,7 @@ class GradientHOEstimator(BaseEstimator):
         """Fit on all rows with fixed hyperparameters (``learn=()``)."""
         method = (Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
                   if self.hypergradient == "implicit" else _method(self.hypergradient))
-        problem = linear_problem(self._loss, self.inner_optimizer, self.inner_steps,
-                                 float(self.hyper_penalty))
-        params = compiled_solve_inner(problem, method)(
+        params = compiled_solve_inner(self._problem(), method)(
             learned, stack_all_rows(X, y), fixed, None, None)
         return self._checked_params(jax.tree_util.tree_map(lambda p: p[0], params))
 
@@ -333,17 +343,13 @@ class GradientHOEstimator(BaseEstimator):
         self.sample_weight_ = np.where(trained, weights[:n_samples], np.nan)
         lr_logit = float(hparams["lr_logit"])
         self.learning_rate_ = float(hparams["lr_max"]) / (1.0 + np.exp(-lr_logit))
-        coef = np.asarray(params["coef"], dtype=np.float64)
-        self.coef_ = coef.T if coef.ndim == 2 else self._shape_coef(coef)
-        intercept = params.get("intercept", np.zeros(coef.shape[1:]))
-        self.intercept_ = self._shape_intercept(np.asarray(intercept, np.float64))
+        self._set_model_attributes(
+            jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params))
 
-    def _decision(self, X):
+    def _validate_for_predict(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse="csr", reset=False,
-                          dtype=[np.float64, np.float32])
-        scores = X @ self.coef_.T + self.intercept_
-        return np.asarray(scores)
+        return validate_data(self, X, accept_sparse="csr", reset=False,
+                             dtype=[np.float64, np.float32])
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

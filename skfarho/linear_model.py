@@ -8,7 +8,43 @@ from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 
 from skfarho._base import GradientHOEstimator
-from skfarho._linear_losses import binary_log_loss, multinomial_log_loss, squared_loss
+from skfarho._problem import binary_log_loss, multinomial_log_loss, squared_loss
+
+
+def linear_scores(params, X):
+    """Decision values ``X coef + intercept`` (JAX)."""
+    out = X @ params["coef"]
+    return out + params["intercept"] if "intercept" in params else out
+
+
+def coef_squares(params):
+    """Per feature, the squared coefficients (summed over outputs)."""
+    coef = params["coef"]
+    return coef**2 if coef.ndim == 1 else (coef**2).sum(axis=1)
+
+
+class _LinearModel:
+    """The linear model's hooks shared by the classifier and the regressor."""
+
+    _scores = staticmethod(linear_scores)
+    _feature_squares = staticmethod(coef_squares)
+
+    def _init_params(self, n_features, n_outputs, random_state):
+        shape = (n_features,) if n_outputs == 1 else (n_features, n_outputs)
+        params = {"coef": np.zeros(shape)}
+        if self.fit_intercept:
+            params["intercept"] = np.zeros(shape[1:])
+        return params
+
+    def _set_model_attributes(self, params):
+        coef = params["coef"]
+        self.coef_ = coef.T if coef.ndim == 2 else self._shape_coef(coef)
+        intercept = params.get("intercept", np.zeros(coef.shape[1:]))
+        self.intercept_ = self._shape_intercept(intercept)
+
+    def _decision(self, X):
+        X = self._validate_for_predict(X)
+        return np.asarray(X @ self.coef_.T + self.intercept_)
 
 _PARAMETERS_DOC = """
     Parameters
@@ -88,7 +124,7 @@ _ATTRIBUTES_DOC = """
 """
 
 
-class HOLogisticRegression(ClassifierMixin, GradientHOEstimator):
+class HOLogisticRegression(ClassifierMixin, _LinearModel, GradientHOEstimator):
     __doc__ = (
         """Logistic regression (binary or multinomial) that learns its
     regularization, example weights or learning rate by hypergradient descent.
@@ -123,7 +159,7 @@ class HOLogisticRegression(ClassifierMixin, GradientHOEstimator):
         return len(self.classes_) == 2
 
     @property
-    def _loss(self):
+    def _sample_loss(self):
         return binary_log_loss if self._binary else multinomial_log_loss
 
     @property
@@ -181,7 +217,7 @@ class HOLogisticRegression(ClassifierMixin, GradientHOEstimator):
         return self.classes_[index]
 
 
-class HORidge(RegressorMixin, GradientHOEstimator):
+class HORidge(RegressorMixin, _LinearModel, GradientHOEstimator):
     __doc__ = (
         """Ridge regression that learns its regularization, example weights or
     learning rate by hypergradient descent.
@@ -205,7 +241,7 @@ class HORidge(RegressorMixin, GradientHOEstimator):
     True
     """)
 
-    _loss = staticmethod(squared_loss)
+    _sample_loss = staticmethod(squared_loss)
     _curvature = 1.0
     _n_outputs = 1
 

@@ -21,5 +21,22 @@ def rng():
     return np.random.default_rng(0)
 
 
+_COMPILES = []
+
+
+def _count_compile(event, duration, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES.append(duration)
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+@pytest.fixture
+def compile_counter():
+    """A function returning how many XLA compilations happened so far."""
+    return lambda: len(_COMPILES)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_x64: run outside the float64 scope")

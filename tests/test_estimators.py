@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfarho import DivergenceError, HOLogisticRegression, HORidge
-from skfarho.core.outer import compiled_outer_step
 
 pytestmark = pytest.mark.no_x64
 
@@ -147,25 +146,22 @@ def test_string_labels_dataframes_dtypes_and_sparse(cancer):
         np.testing.assert_allclose(fitted.coef_, dense.fit(X, y).coef_, atol=1e-4)
 
 
-def test_refitting_same_shapes_does_not_recompile(cancer):
+def test_refitting_same_shapes_does_not_recompile(cancer, compile_counter):
     X, y = cancer
     HOLogisticRegression(outer_steps=3, random_state=0).fit(X, y)
-    info = compiled_outer_step.cache_info()
-    sizes = [f._cache_size() for f in _cached_steps()]
+    before = compile_counter()
     HOLogisticRegression(outer_steps=3, random_state=1).fit(X, y)  # another split
     HOLogisticRegression(outer_steps=3, random_state=2).fit(X[:-3], y[:-3])
-    assert compiled_outer_step.cache_info().misses == info.misses
-    assert [f._cache_size() for f in _cached_steps()] == sizes
+    assert compile_counter() == before
 
 
-def _cached_steps():
-    # the lru_cache keeps the jitted functions; rebuild the same keys to reach them
-    from skfarho._base import _method, _named_optimizer
-    from skfarho._linear_losses import binary_log_loss, linear_problem
-
-    problem = linear_problem(binary_log_loss, "gd", 200, 0.0)
-    return [compiled_outer_step(problem, _method("implicit"),
-                                _named_optimizer("adam", 0.2), None)]
+def test_cross_validation_compiles_once_for_all_folds(cancer, compile_counter):
+    X, y = cancer
+    model = HOLogisticRegression(outer_steps=3, random_state=0)
+    cross_val_score(model, X, y, cv=2)  # warm up the fold shapes
+    before = compile_counter()
+    cross_val_score(model, X, y, cv=2)
+    assert compile_counter() == before
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""Pure JAX pieces of the linear models: scores, per-sample losses, the bilevel problem.
+"""The bilevel problem behind every estimator, built from a model's pure functions.
 
-Parameters are a dict ``{"coef": (d,) or (d, K), "intercept": () or (K,)}``
-(no ``"intercept"`` when it is not fitted). Hyperparameters, unconstrained:
+A model is ``scores(params, X)`` (decision values), a per-sample loss of the scores
+``sample_loss(scores, y)`` and ``feature_squares(params)`` (per input feature, the
+squared weights its L2 strength multiplies). Hyperparameters, unconstrained:
 
 - ``log_alpha``: log of the L2 strength, scalar or one per feature;
 - ``sw_logit``: logits of the per-example weights, ``weight = sigmoid(logit)``,
@@ -30,28 +31,20 @@ import jax.numpy as jnp
 from skfarho.core import BilevelProblem, adam, gradient_descent, heavy_ball
 
 
-def scores(params, X):
-    """Decision values ``X coef + intercept``."""
-    out = X @ params["coef"]
-    return out + params["intercept"] if "intercept" in params else out
-
-
-def binary_log_loss(params, X, y):
-    """Per-sample logistic loss for ``y`` in {0, 1}."""
-    z = scores(params, X)
+def binary_log_loss(z, y):
+    """Per-sample logistic loss of scores ``z`` for ``y`` in {0, 1}."""
     return jnp.logaddexp(0.0, z) - y * z
 
 
-def multinomial_log_loss(params, X, y):
-    """Per-sample cross-entropy for integer labels ``y``."""
-    z = scores(params, X)
+def multinomial_log_loss(z, y):
+    """Per-sample cross-entropy of scores ``z`` (n, K) for integer labels ``y``."""
     picked = jnp.take_along_axis(z, y[:, None].astype(jnp.int32), axis=1)[:, 0]
     return jax.nn.logsumexp(z, axis=1) - picked
 
 
-def squared_loss(params, X, y):
-    """Per-sample ``0.5 (x w + b - y)^2``."""
-    return 0.5 * (scores(params, X) - y) ** 2
+def squared_loss(z, y):
+    """Per-sample ``0.5 (z - y)^2``."""
+    return 0.5 * (z - y) ** 2
 
 
 def example_weights(hparams, rows, mask):
@@ -59,13 +52,6 @@ def example_weights(hparams, rows, mask):
     if "sw_logit" in hparams:
         return mask * jax.nn.sigmoid(hparams["sw_logit"][rows])
     return mask
-
-
-def l2_penalty(params, hparams):
-    """``0.5 * sum_j alpha_j ||coef_j||^2`` (the intercept is not penalized)."""
-    coef = params["coef"]
-    squares = coef**2 if coef.ndim == 1 else jnp.sum(coef**2, axis=1)
-    return 0.5 * jnp.sum(jnp.exp(hparams["log_alpha"]) * squares)
 
 
 def learning_rate(hparams):
@@ -81,9 +67,9 @@ _DYNAMICS = {
 
 
 @functools.lru_cache(maxsize=64)
-def linear_problem(loss, inner_optimizer: str, inner_steps: int,
-                   hyper_penalty: float = 0.0) -> BilevelProblem:
-    """The bilevel problem of a linear model, cached so compiled steps are reused.
+def model_problem(scores, sample_loss, feature_squares, inner_optimizer: str,
+                  inner_steps: int, hyper_penalty: float = 0.0) -> BilevelProblem:
+    """The bilevel problem of a model, cached so compiled steps are reused.
 
     Inner data: ``(X, y, mask, rows)``; outer data: ``(X, y, mask)``; padded rows
     have ``mask == 0``. ``hparams["w0"]`` is the initialization template.
@@ -91,10 +77,15 @@ def linear_problem(loss, inner_optimizer: str, inner_steps: int,
     shrinking per-feature strengths toward their mean.
     """
 
+    def loss(params, X, y):
+        return sample_loss(scores(params, X), y)
+
     def inner_loss(params, hparams, X, y, mask, rows):
         weights = example_weights(hparams, rows, mask)
         data_term = jnp.sum(weights * loss(params, X, y)) / jnp.sum(weights)
-        return data_term + l2_penalty(params, hparams) / jnp.sum(mask)
+        squares = feature_squares(params)
+        penalty = 0.5 * jnp.sum(jnp.exp(hparams["log_alpha"]) * squares)
+        return data_term + penalty / jnp.sum(mask)
 
     def outer_loss(params, hparams, X, y, mask):
         value = jnp.sum(mask * loss(params, X, y)) / jnp.sum(mask)
