@@ -11,6 +11,7 @@ from skfarho.core.forward import Forward
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedule
 from skfarho.core.inner_solve import lbfgs_minimize
 from skfarho.core.linear_solve import CG, Cholesky, Neumann
+from skfarho.core.online import RTHO, TRHO, OnlineState
 from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparameters
 from skfarho.core.precision import float64_scope
 from skfarho.core.problem import BilevelProblem, HypergradResult
@@ -27,7 +28,10 @@ __all__ = [
     "Implicit",
     "ImplicitWarmStart",
     "Neumann",
+    "OnlineState",
     "OuterResult",
+    "RTHO",
+    "TRHO",
     "Reverse",
     "adam",
     "float64_scope",
