@@ -21,6 +21,8 @@ from skfarho._data import bucket, cv_splits, holdout_split, stack_all_rows, stac
 from skfarho._problem import model_problem
 from skfarho.core import (
     CG,
+    RTHO,
+    TRHO,
     Batched,
     DivergenceError,
     Forward,
@@ -42,11 +44,15 @@ def _named_optimizer(name: str, learning_rate: float):
     return _OUTER_OPTIMIZERS[name](learning_rate)
 
 
+ONLINE = ("rtho", "trho")
+
+
 @functools.lru_cache(maxsize=32)
-def _method(name: str):
+def _method(name: str, hyper_interval: int = 10):
     """The hypergradient method, batched over folds (a holdout is one fold)."""
-    method = {"implicit": Implicit(CG(maxiter=200)), "reverse": Reverse(),
-              "forward": Forward()}[name]
+    method = {"implicit": lambda: Implicit(CG(maxiter=200)), "reverse": Reverse,
+              "forward": Forward, "rtho": lambda: RTHO(hyper_interval),
+              "trho": lambda: TRHO(hyper_interval)}[name]()
     return Batched(method)
 
 
@@ -77,7 +83,8 @@ class GradientHOEstimator(BaseEstimator):
         "learn": ["array-like"],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "fit_intercept": ["boolean"],
-        "hypergradient": [StrOptions({"implicit", "reverse", "forward"})],
+        "hypergradient": [StrOptions({"implicit", "reverse", "forward", *ONLINE})],
+        "hyper_interval": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
         "outer_steps": [Interval(Integral, 1, None, closed="left")],
@@ -97,7 +104,8 @@ class GradientHOEstimator(BaseEstimator):
     }
 
     def __init__(self, *, learn=("alpha",), alpha=1.0, fit_intercept=True,
-                 hypergradient="implicit", validation_fraction=0.25, cv=None,
+                 hypergradient="implicit", hyper_interval=10,
+                 validation_fraction=0.25, cv=None,
                  outer_steps=50, outer_optimizer="adam", outer_learning_rate=0.2,
                  tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
                  inner_optimizer="gd", learning_rate="auto", inner_tol=1e-8,
@@ -106,6 +114,7 @@ class GradientHOEstimator(BaseEstimator):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.hypergradient = hypergradient
+        self.hyper_interval = hyper_interval
         self.validation_fraction = validation_fraction
         self.cv = cv
         self.outer_steps = outer_steps
@@ -180,15 +189,20 @@ class GradientHOEstimator(BaseEstimator):
             fixed["log_alpha"] = np.asarray(log_alpha)
         if "sample_weight" in learn:
             learned["sw_logit"] = np.zeros(bucket(n_rows))
-        lr0 = self._initial_learning_rate(X)
-        (learned if "learning_rate" in learn else fixed)["lr_logit"] = np.asarray(0.0)
-        fixed["lr_max"] = np.asarray(2.0 * lr0)
+        # the learning rate lr_max * sigmoid(lr_logit) starts at the given (or
+        # automatic) rate and stays below twice the larger of it and the auto rate
+        lr0 = self._initial_learning_rate(X, auto=self.learning_rate == "auto")
+        lr_max = 2.0 * max(lr0, self._initial_learning_rate(X, auto=True))
+        lr_logit = np.log(lr0) - np.log(lr_max - lr0)
+        (learned if "learning_rate" in learn else fixed)["lr_logit"] = np.asarray(
+            lr_logit)
+        fixed["lr_max"] = np.asarray(lr_max)
         fixed["w0"] = self._init_params(n_features, n_outputs,
                                         np.random.RandomState(seed))
         return learned, fixed
 
-    def _initial_learning_rate(self, X):
-        if self.learning_rate != "auto":
+    def _initial_learning_rate(self, X, auto):
+        if not auto:
             return float(self.learning_rate)
         # 1 / L with L a bound on the data term's curvature (intercept included)
         spectral = np.linalg.norm(X, 2) ** 2 / X.shape[0] if X.size else 1.0
@@ -244,7 +258,7 @@ class GradientHOEstimator(BaseEstimator):
         learned, fixed = self._initial_hparams(learn, train_X, len(y), X.shape[1],
                                                self._n_outputs, seed)
         folds = stack_folds(X, y, splits, X_val, y_val)
-        method = _method(self.hypergradient)
+        method = _method(self.hypergradient, self.hyper_interval)
         problem = self._problem()
         schedule = (tolerance_schedule("exponential", 1e-3, self.inner_tol)
                     if self.hypergradient == "implicit" else None)
@@ -266,8 +280,14 @@ class GradientHOEstimator(BaseEstimator):
         trained = np.zeros(len(y), dtype=bool)
         for train, _ in splits:
             trained[train] = True
-        if self.refit:
-            weights = _refit_weights(result.hparams, trained, len(y))
+        weights = _refit_weights(result.hparams, trained, len(y))
+        if self.refit and self.hypergradient in ONLINE:
+            # the online state ran with changing hyperparameters: train afresh
+            learned = dict(result.hparams)
+            if weights is not None:
+                learned["sw_logit"] = jnp.asarray(_logit(weights))
+            params = self._solve(learned, fixed, X, y)
+        elif self.refit:
             params = self._refit(problem, method, result.hparams, fixed,
                                  stack_all_rows(X, y, len(splits)), folds.outer,
                                  weights, schedule)
@@ -298,9 +318,11 @@ class GradientHOEstimator(BaseEstimator):
                                                            result.params))
 
     def _solve(self, learned, fixed, X, y):
-        """Fit on all rows with fixed hyperparameters (``learn=()``)."""
-        method = (Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
-                  if self.hypergradient == "implicit" else _method(self.hypergradient))
+        """Fit on all rows with the given hyperparameters, by ``solve_inner``."""
+        if self.hypergradient == "implicit":
+            method = Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
+        else:
+            method = _method(self.hypergradient, self.hyper_interval)
         params = compiled_solve_inner(self._problem(), method)(
             learned, stack_all_rows(X, y), fixed, None, None)
         return self._checked_params(jax.tree_util.tree_map(lambda p: p[0], params))

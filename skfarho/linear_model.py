@@ -60,10 +60,16 @@ _PARAMETERS_DOC = """
         mean loss plus ``alpha / (2 n) ||coef||^2``.
     fit_intercept : bool, default=True
         Fit an unpenalized intercept.
-    hypergradient : {"implicit", "reverse", "forward"}, default="implicit"
+    hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \
+default="implicit"
         ``"implicit"`` (HOAG: L-BFGS to a tightening tolerance, then conjugate
         gradient) differentiates the exact minimizer; ``"reverse"`` and
-        ``"forward"`` differentiate ``inner_steps`` steps of ``inner_optimizer``.
+        ``"forward"`` differentiate ``inner_steps`` steps of ``inner_optimizer``;
+        the online ``"rtho"`` (forward) and ``"trho"`` (truncated reverse) keep
+        training across outer steps and update the hyperparameters every
+        ``hyper_interval`` inner steps; the final fit then runs ``inner_steps``.
+    hyper_interval : int, default=10
+        Inner steps per outer step of the online methods.
     validation_fraction : float, default=0.25
         Fraction of the rows held out (stratified for classifiers) for the
         outer objective when ``cv`` is None and no ``X_val`` is given.
@@ -93,7 +99,10 @@ default="adam"
         Inner dynamics of the unrolled methods.
     learning_rate : "auto" or float, default="auto"
         Initial inner learning rate; ``"auto"`` is ``1 / L`` for a bound ``L``
-        on the curvature. A learned rate stays in ``(0, 2 x initial)``.
+        on the curvature (``0.02`` times that for Adam). A learned rate is
+        ``lr_max * sigmoid(z)``: it stays in ``(0, lr_max)`` with ``lr_max`` twice
+        the larger of the initial and the automatic rate (``2 / L``, the
+        stability limit of gradient descent, by default).
     inner_tol : float, default=1e-8
         Final inner tolerance (gradient norm) of the implicit method.
     refit : bool, default=True
@@ -113,13 +122,13 @@ _ATTRIBUTES_DOC = """
         rows never used for training; ones when not learned.
     learning_rate_ : float
         The (learned) inner learning rate.
-    validation_loss_curve_ : ndarray of shape (n_iter_,)
+    validation_loss_curve_ : ndarray of shape ``(n_iter_,)``
         Outer objective at each outer step.
     n_iter_ : int
         Number of outer steps taken.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Names of features seen during fit, when ``X`` has string column names.
 """
 

@@ -225,3 +225,32 @@ def test_global_jax_config_untouched():
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code],
                          capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "float32", "float64"]
+
+
+@pytest.mark.parametrize("method", ["rtho", "trho"])
+def test_online_hypergradients_in_the_estimator(cancer, method):
+    X, y = cancer
+    model = HOLogisticRegression(hypergradient=method, hyper_interval=10,
+                                 learn=("alpha", "learning_rate"), inner_steps=100,
+                                 outer_steps=20, random_state=0).fit(X, y)
+    curve = model.validation_loss_curve_
+    assert curve.min() < 0.6 * curve[0]  # the inner run advances across steps
+    assert model.score(X, y) > 0.95
+
+
+def test_learning_a_too_small_learning_rate_improves_validation_loss(cancer):
+    """Starting 10x below the auto rate, learning it lowers the validation loss."""
+    X, y = cancer
+    reference = HOLogisticRegression(learn=(), hypergradient="reverse",
+                                     inner_steps=30).fit(X, y)
+    small = reference.learning_rate_ / 10
+    kwargs = dict(hypergradient="reverse", inner_steps=30, learning_rate=small,
+                  outer_steps=30, outer_learning_rate=0.5, random_state=0)
+    fixed = HOLogisticRegression(learn=("alpha",), **kwargs).fit(X, y)
+    learned = HOLogisticRegression(learn=("alpha", "learning_rate"), **kwargs).fit(
+        X, y)
+    assert learned.learning_rate_ > 2 * small
+    # bounded by the parameterization: below 2 / L, twice the automatic rate (here
+    # computed on the training split, so compare with some slack)
+    assert learned.learning_rate_ < 2.2 * reference.learning_rate_
+    assert learned.validation_loss_curve_.min() < fixed.validation_loss_curve_.min()

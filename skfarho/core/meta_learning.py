@@ -114,7 +114,9 @@ class Episodes(NamedTuple):
         """``(query_X, query_y)``: the outer data of the bilevel problem."""
         return (self.query_X, self.query_y)
 
-    def __len__(self) -> int:
+    @property
+    def n_episodes(self) -> int:
+        """Number of episodes."""
         return len(self.support_X)
 
     def select(self, index) -> Episodes:
@@ -531,10 +533,10 @@ def meta_train(problem, hparams: PyTree, episodes, *, batch_size: int = 16,
         if callable(episodes):
             batch = episodes(rng)
         else:
-            if batch_size > len(episodes):
+            if batch_size > episodes.n_episodes:
                 raise ValueError(f"batch_size={batch_size} exceeds the pool of "
-                                 f"{len(episodes)} episodes.")
-            batch = episodes.select(rng.choice(len(episodes), batch_size,
+                                 f"{episodes.n_episodes} episodes.")
+            batch = episodes.select(rng.choice(episodes.n_episodes, batch_size,
                                                replace=False))
         new_hparams, opt_state, value, finite = step_fn(
             hparams, opt_state, batch.inner, batch.outer)

@@ -1,0 +1,421 @@
+"""Command-line comparison of skfarho against a grid search (``python -m skfarho``).
+
+The command fits a skfarho estimator (in a :class:`~sklearn.pipeline.Pipeline`
+with :class:`~sklearn.preprocessing.StandardScaler`) and a
+:class:`~sklearn.model_selection.GridSearchCV` over 30 values of the
+regularization strength side by side on one fixed train/test split of a
+built-in scikit-learn data set, prints a table (wall time, test loss, test
+score) and saves a plot of test loss against wall time.
+
+Everything lives in small functions so that tests can call :func:`main` with an
+argument list, e.g. ``main(["--dataset", "wine", "--no-plot", "--quiet"])``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.datasets import (
+    load_breast_cancer,
+    load_diabetes,
+    load_digits,
+    load_wine,
+    make_classification,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skfarho.core import DivergenceError
+from skfarho.linear_model import HOLogisticRegression, HORidge
+
+DATASETS = ("breast_cancer", "digits", "wine", "diabetes", "synthetic")
+HYPERGRADIENTS = ("implicit", "reverse", "forward")
+LEARNABLE = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
+GRID = np.logspace(-4, 4, 30)
+GRID_CV = 5
+DEFAULT_PLOT = "skfarho_vs_gridsearch.png"
+
+
+class Dataset(NamedTuple):
+    """A built-in data set and its task.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`DATASETS`.
+    X : ndarray of shape (n_samples, n_features)
+        Features.
+    y : ndarray of shape (n_samples,)
+        Targets.
+    task : {"classification", "regression"}
+        The learning task.
+    """
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    task: str
+
+
+class MethodResult(NamedTuple):
+    """One competitor's outcome on the test split.
+
+    Attributes
+    ----------
+    method : str
+        Short description of the method.
+    seconds : float
+        Wall time of ``fit`` (hyperparameter search and final fit included).
+    loss : float
+        Test loss: log-loss (classification) or mean squared error (regression).
+    score : float
+        Test accuracy (classification) or R² (regression).
+    selected : str
+        The selected regularization, for the table.
+    """
+
+    method: str
+    seconds: float
+    loss: float
+    score: float
+    selected: str
+
+
+def load_dataset(name, random_state=0):
+    """Load one of the built-in data sets.
+
+    Parameters
+    ----------
+    name : {"breast_cancer", "digits", "wine", "diabetes", "synthetic"}
+        The data set; ``"synthetic"`` is ``make_classification`` with 2000 rows,
+        500 features of which 20 are informative.
+    random_state : int, default=0
+        Seed of the synthetic data set.
+
+    Returns
+    -------
+    Dataset
+        The features, targets and task.
+
+    Examples
+    --------
+    >>> data = load_dataset("wine")
+    >>> data.X.shape, data.task
+    ((178, 13), 'classification')
+    """
+    if name == "synthetic":
+        X, y = make_classification(n_samples=2000, n_features=500, n_informative=20,
+                                   random_state=random_state)
+    else:
+        loader = {"breast_cancer": load_breast_cancer, "digits": load_digits,
+                  "wine": load_wine, "diabetes": load_diabetes}[name]
+        X, y = loader(return_X_y=True)
+    task = "regression" if name == "diabetes" else "classification"
+    return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y), task)
+
+
+def _learn_names(text):
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(set(names) - set(LEARNABLE))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown name(s) {', '.join(unknown)}; choose among "
+            f"{', '.join(LEARNABLE)} (comma-separated)")
+    return names
+
+
+def _positive_int(text, minimum=1):
+    value = int(text)
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}")
+    return value
+
+
+def build_parser():
+    """The argument parser of ``python -m skfarho``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["--learn", "alpha,sample_weight"])
+    >>> args.dataset, args.learn, args.hypergradient
+    ('breast_cancer', ('alpha', 'sample_weight'), 'implicit')
+    """
+    invoked_as_module = os.path.basename(sys.argv[0]) == "__main__.py"
+    parser = argparse.ArgumentParser(
+        prog="python -m skfarho" if invoked_as_module else "skfarho",
+        description=(
+            "Compare skfarho's hypergradient tuning with GridSearchCV over "
+            f"{len(GRID)} values of C in [1e-4, 1e4] ({GRID_CV}-fold CV, "
+            "n_jobs=-1, scored by log-loss like skfarho's validation "
+            "objective) on a built-in scikit-learn data set: HOLogisticRegression "
+            "vs LogisticRegression, or HORidge vs Ridge (alpha in [1e-4, 1e4]) "
+            "for --dataset diabetes (scored by MSE). Both run in a pipeline "
+            "with StandardScaler on the same train/test split (stratified for "
+            "classification)."),
+        epilog=("The skfarho wall time includes JAX compilation, which "
+                "dominates on small data sets."),
+    )
+    parser.add_argument("--dataset", choices=DATASETS, default="breast_cancer",
+                        help="data set (default: %(default)s); synthetic is "
+                             "make_classification(2000 rows, 500 features, 20 "
+                             "informative)")
+    parser.add_argument("--learn", type=_learn_names, default=("alpha",),
+                        metavar="NAMES",
+                        help="comma-separated hyperparameters to learn, among "
+                             f"{', '.join(LEARNABLE)} (default: alpha)")
+    parser.add_argument("--hypergradient", choices=HYPERGRADIENTS,
+                        default="implicit",
+                        help="hypergradient method (default: %(default)s)")
+    parser.add_argument("--cv", type=lambda text: _positive_int(text, 2),
+                        default=None, metavar="K",
+                        help="K-fold outer objective for skfarho (default: one "
+                             "holdout split); GridSearchCV always uses "
+                             f"{GRID_CV} folds")
+    parser.add_argument("--outer-steps", type=_positive_int, default=50,
+                        metavar="N",
+                        help="outer-step budget of skfarho (default: %(default)s)")
+    parser.add_argument("--random-state", type=int, default=0, metavar="SEED",
+                        help="seed of the split, the data and the estimators "
+                             "(default: %(default)s)")
+    parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
+                        help="PNG of test loss against wall time "
+                             "(default: %(default)s)")
+    parser.add_argument("--no-plot", action="store_true",
+                        help="do not save the plot")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output, only the results")
+    return parser
+
+
+def _competitors(args, task):
+    """The (description, estimator, selected-description) of each method."""
+    common = {"learn": args.learn, "hypergradient": args.hypergradient,
+              "cv": args.cv, "outer_steps": args.outer_steps,
+              "random_state": args.random_state, "verbose": 0 if args.quiet else 1}
+    learn = ",".join(args.learn) or "()"
+    if task == "classification":
+        ho = HOLogisticRegression(**common)
+        grid = GridSearchCV(LogisticRegression(max_iter=5000), {"C": GRID},
+                            scoring="neg_log_loss", cv=GRID_CV, n_jobs=-1)
+        ho_name = f"skfarho HOLogisticRegression(learn={learn})"
+        grid_name = f"GridSearchCV(LogisticRegression), {len(GRID)} C x {GRID_CV}"
+    else:
+        ho = HORidge(**common)
+        grid = GridSearchCV(Ridge(), {"alpha": GRID},
+                            scoring="neg_mean_squared_error", cv=GRID_CV, n_jobs=-1)
+        ho_name = f"skfarho HORidge(learn={learn})"
+        grid_name = f"GridSearchCV(Ridge), {len(GRID)} alpha x {GRID_CV}"
+    return [(ho_name, make_pipeline(StandardScaler(), ho), _selected_ho),
+            (grid_name, make_pipeline(StandardScaler(), grid), _selected_grid)]
+
+
+def _selected_ho(model, task):
+    alpha = model[-1].alpha_
+    strength = float(np.exp(np.mean(np.log(alpha))))
+    spread = "" if np.ptp(alpha) == 0 else " (geo. mean)"
+    text = (f"C={1 / strength:.3g}" if task == "classification"
+            else f"alpha={strength:.3g}") + spread
+    learn = model[-1].learn
+    learn = (learn,) if isinstance(learn, str) else tuple(learn)
+    if "sample_weight" in learn:
+        text += f", mean weight {np.nanmean(model[-1].sample_weight_):.3g}"
+    if "learning_rate" in learn:
+        text += f", learning rate {model[-1].learning_rate_:.3g}"
+    return text
+
+
+def _selected_grid(model, task):
+    best = model[-1].best_params_
+    return (f"C={best['C']:.3g}" if task == "classification"
+            else f"alpha={best['alpha']:.3g}")
+
+
+def _evaluate(model, X_test, y_test, task):
+    if task == "classification":
+        proba = model.predict_proba(X_test)
+        loss = log_loss(y_test, proba, labels=model.classes_)
+        return loss, accuracy_score(y_test, model.predict(X_test))
+    prediction = model.predict(X_test)
+    return mean_squared_error(y_test, prediction), r2_score(y_test, prediction)
+
+
+def compare(data, args, out=None):
+    """Fit every competitor on the training split and score it on the test split.
+
+    Parameters
+    ----------
+    data : Dataset
+        The data set (see :func:`load_dataset`).
+    args : argparse.Namespace
+        Parsed options (see :func:`build_parser`).
+    out : file-like, default=sys.stdout
+        Where progress lines go (nothing is written when ``args.quiet``).
+
+    Returns
+    -------
+    results : list of MethodResult
+        One per competitor, in the order they ran.
+    notes : list of str
+        Warnings raised while fitting (e.g. a ConvergenceWarning).
+    """
+    out = sys.stdout if out is None else out
+    stratify = data.y if data.task == "classification" else None
+    X_train, X_test, y_train, y_test = train_test_split(
+        data.X, data.y, test_size=0.25, stratify=stratify,
+        random_state=args.random_state)
+    competitors = _competitors(args, data.task)
+    results, notes = [], []
+    for index, (name, model, selected) in enumerate(competitors, start=1):
+        if not args.quiet:
+            print(f"==> [{index}/{len(competitors)}] {name}: fitting on "
+                  f"{len(y_train)} rows x {data.X.shape[1]} features ...",
+                  file=out, flush=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            start = time.perf_counter()
+            model.fit(X_train, y_train)
+            seconds = time.perf_counter() - start
+        notes.extend(sorted({f"{name}: {w.category.__name__}: {w.message}"
+                             for w in caught}))
+        loss, score = _evaluate(model, X_test, y_test, data.task)
+        results.append(MethodResult(name, seconds, loss, score,
+                                    selected(model, data.task)))
+        if not args.quiet:
+            print(f"    done in {seconds:.2f}s", file=out, flush=True)
+    return results, notes
+
+
+def format_table(results, task):
+    """The results as a plain-text table.
+
+    Parameters
+    ----------
+    results : list of MethodResult
+        See :func:`compare`.
+    task : {"classification", "regression"}
+        Names the loss and score columns.
+
+    Returns
+    -------
+    str
+        The table, one line per method.
+
+    Examples
+    --------
+    >>> row = MethodResult("grid", 1.5, 0.25, 0.9, "C=1")
+    >>> print(format_table([row], "classification"))
+    method  wall time (s)  test log-loss  test accuracy  selected
+    ------  -------------  -------------  -------------  --------
+    grid             1.50         0.2500         0.9000  C=1
+    """
+    loss_name, score_name = (("test log-loss", "test accuracy")
+                             if task == "classification" else ("test MSE", "test R2"))
+    header = ["method", "wall time (s)", loss_name, score_name, "selected"]
+    rows = [[r.method, f"{r.seconds:.2f}", f"{r.loss:.4f}",
+             f"{r.score:.4f}", r.selected] for r in results]
+    widths = [max(len(line[col]) for line in [header, *rows])
+              for col in range(len(header))]
+
+    def line(cells):
+        first = cells[0].ljust(widths[0])
+        middle = [cell.rjust(width) for cell, width in
+                  zip(cells[1:-1], widths[1:-1], strict=True)]
+        return "  ".join([first, *middle, cells[-1]]).rstrip()
+
+    rule = ["-" * width for width in widths]
+    return "\n".join([line(header), line(rule), *(line(row) for row in rows)])
+
+
+def save_plot(results, path, data, task):
+    """Save a scatter plot of test loss against wall time, one point per method.
+
+    Parameters
+    ----------
+    results : list of MethodResult
+        See :func:`compare`.
+    path : str or path-like
+        Destination PNG.
+    data : Dataset
+        Names the data set in the title.
+    task : {"classification", "regression"}
+        Names the loss axis.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, result in enumerate(results):
+        ax.scatter(result.seconds, result.loss, s=80, color=f"C{index}",
+                   label=f"{result.method} ({result.selected})", zorder=3)
+        ax.annotate(f"{result.seconds:.1f}s", (result.seconds, result.loss),
+                    textcoords="offset points", xytext=(6, 6))
+    ax.set_xlim(0, 1.25 * max(result.seconds for result in results))
+    ax.margins(y=0.25)
+    ax.set_xlabel("wall time of fit (s, JAX compilation included)")
+    ax.set_ylabel("test log-loss" if task == "classification" else "test MSE")
+    n_samples, n_features = data.X.shape
+    ax.set_title(f"{data.name} ({n_samples} x {n_features}): lower left is better")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    """Run the comparison; the entry point of ``python -m skfarho``.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Command-line arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success, 1 when a fit diverged, 2 on a usage error.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help or a usage error
+        return int(exit_.code or 0)
+    if "learning_rate" in args.learn and args.hypergradient == "implicit":
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: --learn learning_rate needs --hypergradient "
+              "reverse or forward (the implicit method does not depend on the "
+              "inner learning rate)", file=sys.stderr)
+        return 2
+    data = load_dataset(args.dataset, args.random_state)
+    try:
+        results, notes = compare(data, args)
+    except (DivergenceError, ValueError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    n_samples, n_features = data.X.shape
+    split = "stratified " if data.task == "classification" else ""
+    print(f"\n{data.name}: {n_samples} samples x {n_features} features, 25% "
+          f"{split}test split (random_state={args.random_state})")
+    print(format_table(results, data.task))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.no_plot:
+        save_plot(results, args.plot, data, data.task)
+        print(f"plot saved to {args.plot}")
+    return 0
