@@ -126,3 +126,19 @@ def test_float64_scope_does_not_touch_global_config():
         assert jnp.ones(1).dtype == jnp.float64
     assert jax.config.jax_enable_x64 == before
     assert jnp.ones(1).dtype == (jnp.float64 if before else jnp.float32)
+
+
+def test_persistent_cache_is_opt_in(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, skfarho;"
+        "before = jax.config.jax_compilation_cache_dir;"
+        "from skfarho.core import enable_persistent_cache;"
+        f"path = enable_persistent_cache({str(tmp_path)!r});"
+        "print(before, jax.config.jax_compilation_cache_dir == str(path))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True, env={"PATH": ""}).stdout.split()
+    assert out == ["None", "True"]

@@ -6,6 +6,7 @@ Never imports scikit-learn. A hypergradient method is a value with one signature
 """
 
 from skfarho.core.batch import Batched
+from skfarho.core.compilation_cache import enable_persistent_cache
 from skfarho.core.dynamics import adam, from_hparams, gradient_descent, heavy_ball
 from skfarho.core.forward import Forward
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedule
@@ -34,6 +35,7 @@ __all__ = [
     "TRHO",
     "Reverse",
     "adam",
+    "enable_persistent_cache",
     "float64_scope",
     "from_hparams",
     "gradient_descent",
