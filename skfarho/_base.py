@@ -39,9 +39,10 @@ _OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsp
 
 
 @functools.lru_cache(maxsize=32)
-def _named_optimizer(name: str, learning_rate: float):
-    # cached: the same object across fits, so the compiled outer step is reused
-    return _OUTER_OPTIMIZERS[name](learning_rate)
+def _named_optimizer(name: str):
+    # cached, with the step size in the optimizer state (inject_hyperparams): the
+    # same object for every fit and step size, so the compiled step is reused
+    return optax.inject_hyperparams(_OUTER_OPTIMIZERS[name])(learning_rate=0.1)
 
 
 ONLINE = ("rtho", "trho")
@@ -72,6 +73,10 @@ class GradientHOEstimator(BaseEstimator):
       used by ``learning_rate="auto"`` (override ``_initial_learning_rate``
       for non-linear models).
 
+    - ``_max_learning_rate_factor``: a learned inner learning rate stays below
+      this factor times the automatic rate (2: gradient descent's stability
+      limit on a quadratic with the curvature bound).
+
     This class validates, splits, builds the bilevel problem, runs the outer
     loop and sets the hyperparameter attributes. See
     :mod:`skfarho.linear_model` for two complete subclasses.
@@ -79,8 +84,10 @@ class GradientHOEstimator(BaseEstimator):
     See :class:`~skfarho.HOLogisticRegression` for the parameters.
     """
 
+    _max_learning_rate_factor = 2.0
+
     _parameter_constraints: dict = {
-        "learn": ["array-like"],
+        "learn": ["array-like", str],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "fit_intercept": ["boolean"],
         "hypergradient": [StrOptions({"implicit", "reverse", "forward", *ONLINE})],
@@ -145,10 +152,18 @@ class GradientHOEstimator(BaseEstimator):
                 'on the learning rate. Use hypergradient="reverse" or "forward".')
         return frozenset(learn)
 
+    def _outer_state(self, optimizer, learned):
+        """The outer optimizer's initial state, with ``outer_learning_rate`` set."""
+        state = optimizer.init(learned)
+        if isinstance(self.outer_optimizer, str):
+            rate = state.hyperparams["learning_rate"]
+            state.hyperparams["learning_rate"] = jnp.asarray(
+                self.outer_learning_rate, rate.dtype)
+        return state
+
     def _outer_optimizer(self):
         if isinstance(self.outer_optimizer, str):
-            return _named_optimizer(self.outer_optimizer,
-                                    float(self.outer_learning_rate))
+            return _named_optimizer(self.outer_optimizer)
         if not isinstance(self.outer_optimizer, optax.GradientTransformation):
             raise TypeError("outer_optimizer must be a name or an "
                             "optax.GradientTransformation, got "
@@ -192,7 +207,8 @@ class GradientHOEstimator(BaseEstimator):
         # the learning rate lr_max * sigmoid(lr_logit) starts at the given (or
         # automatic) rate and stays below twice the larger of it and the auto rate
         lr0 = self._initial_learning_rate(X, auto=self.learning_rate == "auto")
-        lr_max = 2.0 * max(lr0, self._initial_learning_rate(X, auto=True))
+        auto = self._initial_learning_rate(X, auto=True)
+        lr_max = max(2.0 * lr0, self._max_learning_rate_factor * auto)
         lr_logit = np.log(lr0) - np.log(lr_max - lr0)
         (learned if "learning_rate" in learn else fixed)["lr_logit"] = np.asarray(
             lr_logit)
@@ -260,12 +276,15 @@ class GradientHOEstimator(BaseEstimator):
         folds = stack_folds(X, y, splits, X_val, y_val)
         method = _method(self.hypergradient, self.hyper_interval)
         problem = self._problem()
-        schedule = (tolerance_schedule("exponential", 1e-3, self.inner_tol)
+        schedule = (tolerance_schedule("exponential", 1e-4, self.inner_tol)
                     if self.hypergradient == "implicit" else None)
+        optimizer = self._outer_optimizer()
+        learned = jax.tree_util.tree_map(jnp.asarray, learned)
         try:
             result = minimize_hyperparameters(
                 problem, learned, folds.inner, folds.outer, method=method,
-                optimizer=self._outer_optimizer(), num_steps=self.outer_steps,
+                optimizer=optimizer, opt_state=self._outer_state(optimizer, learned),
+                num_steps=self.outer_steps,
                 tol_schedule=schedule, patience=self.n_iter_no_change,
                 min_delta=self.tol, callback=self._progress(), fixed=fixed)
         except DivergenceError as error:
@@ -276,7 +295,7 @@ class GradientHOEstimator(BaseEstimator):
             warnings.warn(
                 f"The outer loop used all outer_steps={self.outer_steps} before the "
                 "validation loss stopped improving; raise outer_steps or "
-                "outer_learning_rate.", ConvergenceWarning, stacklevel=3)
+                "outer_learning_rate.", ConvergenceWarning, stacklevel=4)
         trained = np.zeros(len(y), dtype=bool)
         for train, _ in splits:
             trained[train] = True
@@ -312,8 +331,8 @@ class GradientHOEstimator(BaseEstimator):
         step = compiled_outer_step(problem, method, optimizer, None)
         warm = method.init_warm_start(bind_fixed(problem, fixed), learned, inner)
         tol = None if schedule is None else jnp.asarray(self.inner_tol)
-        _, _, result, _ = step(learned, optimizer.init(learned), warm, tol, inner,
-                               outer, fixed)
+        _, _, result, _ = step(learned, self._outer_state(optimizer, learned), warm,
+                               tol, inner, outer, fixed)
         return self._checked_params(jax.tree_util.tree_map(lambda p: p[0],
                                                            result.params))
 

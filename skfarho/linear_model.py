@@ -100,9 +100,10 @@ default="adam"
     learning_rate : "auto" or float, default="auto"
         Initial inner learning rate; ``"auto"`` is ``1 / L`` for a bound ``L``
         on the curvature (``0.02`` times that for Adam). A learned rate is
-        ``lr_max * sigmoid(z)``: it stays in ``(0, lr_max)`` with ``lr_max`` twice
-        the larger of the initial and the automatic rate (``2 / L``, the
-        stability limit of gradient descent, by default).
+        ``lr_max * sigmoid(z)``: it stays in ``(0, lr_max)``, ``lr_max`` being
+        the larger of twice the initial rate and 10 (logistic regression, whose
+        curvature bound is loose) or 2 (ridge: the stability limit of gradient
+        descent) times the automatic rate.
     inner_tol : float, default=1e-8
         Final inner tolerance (gradient norm) of the implicit method.
     refit : bool, default=True
@@ -162,6 +163,9 @@ class HOLogisticRegression(ClassifierMixin, _LinearModel, GradientHOEstimator):
     >>> model[-1].alpha_.shape
     (30,)
     """)
+
+    # the logistic curvature bound (1/4) is loose away from the decision boundary
+    _max_learning_rate_factor = 10.0
 
     @property
     def _binary(self):

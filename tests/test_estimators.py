@@ -126,7 +126,7 @@ def test_clone_pickle_pipeline_and_search(cancer):
     assert clone(pipe[-1]).get_params() == pipe[-1].get_params()
     scores = cross_val_score(pipe, X, y, cv=3, n_jobs=2)
     assert scores.mean() > 0.9
-    search = GridSearchCV(HOLogisticRegression(outer_steps=3),
+    search = GridSearchCV(HOLogisticRegression(outer_steps=3, learn="alpha"),
                           {"outer_learning_rate": [0.1, 0.3]}, cv=2).fit(X, y)
     assert search.best_params_["outer_learning_rate"] in (0.1, 0.3)
 
@@ -152,6 +152,14 @@ def test_refitting_same_shapes_does_not_recompile(cancer, compile_counter):
     before = compile_counter()
     HOLogisticRegression(outer_steps=3, random_state=1).fit(X, y)  # another split
     HOLogisticRegression(outer_steps=3, random_state=2).fit(X[:-3], y[:-3])
+    assert compile_counter() == before
+
+
+def test_outer_learning_rate_does_not_recompile(cancer, compile_counter):
+    X, y = cancer
+    HOLogisticRegression(outer_steps=3, outer_learning_rate=0.1).fit(X, y)
+    before = compile_counter()
+    HOLogisticRegression(outer_steps=3, outer_learning_rate=0.5).fit(X, y)
     assert compile_counter() == before
 
 
@@ -250,7 +258,7 @@ def test_learning_a_too_small_learning_rate_improves_validation_loss(cancer):
     learned = HOLogisticRegression(learn=("alpha", "learning_rate"), **kwargs).fit(
         X, y)
     assert learned.learning_rate_ > 2 * small
-    # bounded by the parameterization: below 2 / L, twice the automatic rate (here
-    # computed on the training split, so compare with some slack)
-    assert learned.learning_rate_ < 2.2 * reference.learning_rate_
+    # bounded by the parameterization: below 10x the automatic rate (computed on
+    # the training split, so compare with some slack)
+    assert learned.learning_rate_ < 11 * reference.learning_rate_
     assert learned.validation_loss_curve_.min() < fixed.validation_loss_curve_.min()

@@ -125,6 +125,7 @@ def minimize_hyperparameters(
     project: Callable[[PyTree], PyTree] | None = None,
     callback: Callable[[int, PyTree, Any], bool | None] | None = None,
     fixed: dict | None = None,
+    opt_state: PyTree = None,
 ) -> OuterResult:
     """Minimize the outer objective over the hyperparameters by hypergradients.
 
@@ -162,6 +163,10 @@ def minimize_hyperparameters(
     fixed : dict, optional
         Hyperparameters the losses read but the loop does not learn, merged into
         the ``hparams`` dict the problem's functions see (see :func:`bind_fixed`).
+    opt_state : PyTree, optional
+        Initial state of ``optimizer``; default ``optimizer.init(hparams)``. With
+        ``optax.inject_hyperparams`` its step size lives here, so changing it
+        does not recompile.
 
     Returns
     -------
@@ -179,7 +184,7 @@ def minimize_hyperparameters(
     step_fn = compiled_outer_step(problem, method, optimizer, project)
     hparams = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype),
                                      hparams)
-    opt_state = optimizer.init(hparams)
+    opt_state = optimizer.init(hparams) if opt_state is None else opt_state
     fixed = {} if fixed is None else fixed
     warm_start = method.init_warm_start(bind_fixed(problem, fixed), hparams, inner_data)
     history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
