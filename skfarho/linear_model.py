@@ -53,7 +53,8 @@ _PARAMETERS_DOC = """
         Hyperparameters learned by hypergradient descent, among ``"alpha"`` (one
         L2 strength), ``"feature_alpha"`` (one L2 strength per feature),
         ``"sample_weight"`` (one weight in ``(0, 1)`` per training row) and
-        ``"learning_rate"`` (the inner learning rate; unrolled methods only).
+        ``"learning_rate"`` (the inner learning rate; unrolled and online
+        methods only).
         ``()`` fits the model with the given hyperparameters.
     alpha : float, default=1.0
         Initial (or fixed) L2 strength. The inner objective is the (weighted)
@@ -99,7 +100,7 @@ default="adam"
         Inner dynamics of the unrolled methods.
     learning_rate : "auto" or float, default="auto"
         Initial inner learning rate; ``"auto"`` is ``1 / L`` for a bound ``L``
-        on the curvature (``0.02`` times that for Adam). A learned rate is
+        on the curvature (``0.02`` for Adam). A learned rate is
         ``lr_max * sigmoid(z)``: it stays in ``(0, lr_max)``, ``lr_max`` being
         the larger of twice the initial rate and 10 (logistic regression, whose
         curvature bound is loose) or 2 (ridge: the stability limit of gradient

@@ -84,8 +84,9 @@ class HypergradResult(NamedTuple):
         linear-system solution); ``None`` for the unrolled methods.
     finite : jax.Array
         False when the inner parameters, the value or the hypergradient are not
-        finite: the inner dynamics diverged. Check it, or let
-        :func:`skfarho.core.check_finite` raise a clear error.
+        finite: the inner dynamics diverged. Check it;
+        :func:`~skfarho.core.minimize_hyperparameters` raises a
+        :class:`~skfarho.core.DivergenceError` naming the knob to turn.
     """
 
     value: jax.Array
