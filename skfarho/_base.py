@@ -62,7 +62,8 @@ class GradientHOEstimator(BaseEstimator):
 
     A subclass supplies the model as pure JAX functions and a few hooks:
 
-    - ``_scores(params, X)``: decision values (a ``staticmethod``);
+    - ``_scores(params, X)``: decision values (a ``staticmethod`` or a property
+      returning a pure function);
     - ``_sample_loss``: per-sample loss of ``(scores, y)``;
     - ``_feature_squares(params)``: per input feature, the squared weights its L2
       strength multiplies (a ``staticmethod``);
