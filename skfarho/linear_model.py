@@ -123,7 +123,8 @@ _ATTRIBUTES_DOC = """
         Learned example weights aligned with the rows given to ``fit``; NaN for
         rows never used for training; ones when not learned.
     learning_rate_ : float
-        The (learned) inner learning rate.
+        The (learned) inner learning rate; NaN with the implicit method, which
+        has none.
     validation_loss_curve_ : ndarray of shape ``(n_iter_,)``
         Outer objective at each outer step.
     n_iter_ : int

@@ -126,6 +126,7 @@ def minimize_hyperparameters(
     callback: Callable[[int, PyTree, Any], bool | None] | None = None,
     fixed: dict | None = None,
     opt_state: PyTree = None,
+    keep: str = "best",
 ) -> OuterResult:
     """Minimize the outer objective over the hyperparameters by hypergradients.
 
@@ -167,6 +168,10 @@ def minimize_hyperparameters(
         Initial state of ``optimizer``; default ``optimizer.init(hparams)``. With
         ``optax.inject_hyperparams`` its step size lives here, so changing it
         does not recompile.
+    keep : {"best", "last"}, default="best"
+        Return the hyperparameters with the lowest outer objective seen, or the
+        last ones. Use "last" with the online methods, whose outer objective
+        also falls because the inner run advances.
 
     Returns
     -------
@@ -179,6 +184,8 @@ def minimize_hyperparameters(
         When the inner parameters, the outer value or the hypergradient are not
         finite; the message names the likely cause and the knob to turn.
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f'keep must be "best" or "last", got {keep!r}.')
     method = Implicit() if method is None else method
     optimizer = _default_optimizer() if optimizer is None else optimizer
     step_fn = compiled_outer_step(problem, method, optimizer, project)
@@ -213,6 +220,8 @@ def minimize_hyperparameters(
         hparams, warm_start = new_hparams, result.warm_start
     history = {key: (np.asarray(val) if key != "hparams" else val)
                for key, val in history.items()}
+    if keep == "last":
+        best = (value, hparams, result.params)
     return OuterResult(best[1], best[2], history, len(history["value"]), converged)
 
 

@@ -1,0 +1,759 @@
+"""Benchmark skfarho against scikit-learn's hyperparameter searches.
+
+Competitors, each inside ``make_pipeline(StandardScaler(), model)`` and fitted on
+one fixed (stratified for classifiers) 75/25 train/test split per data set, the
+same split for every method:
+
+- ``grid``: ``GridSearchCV(LogisticRegression, 30 C in [1e-4, 1e4], cv=5,
+  n_jobs=-1)``; on regression ``GridSearchCV(Ridge, 30 alpha in [1e-4, 1e4])``;
+- ``lrcv``: ``LogisticRegressionCV(Cs=30, cv=5, n_jobs=-1)``; on regression
+  ``RidgeCV(alphas=np.logspace(-4, 4, 30))``;
+- ``grid-clean`` (hyper-cleaning data set only): ``grid`` fitted on the clean
+  training labels, the reference for the accuracy gap;
+- ``ho-<learn>-<hypergradient>``: ``HOLogisticRegression`` / ``HORidge`` with
+  ``learn`` one or more (joined by ``+``) of ``alpha``, ``feature_alpha``,
+  ``sample_weight`` (alone it means ``alpha+sample_weight``) and
+  ``learning_rate``, and ``hypergradient`` one of ``implicit``, ``reverse``,
+  ``forward``, ``rtho``, ``trho``; ``--extra-params`` adds estimator kwargs.
+
+Each (data set, method) is timed in fresh Python processes (this file re-run with
+a hidden ``--child``), with JAX's persistent compilation cache disabled:
+
+- *warm*: one process imports everything, fits once untimed, then times
+  ``--repeats`` fits of fresh (unfitted) copies; the median is reported;
+- *cold*: ``--repeats`` processes that import everything (timed apart) and fit
+  once (timed: JAX compilation, loky worker start-up and so on included).
+
+Reported: wall time (median), test log-loss and accuracy (MSE and R² for
+regression), the selected hyperparameters and, on the hyper-cleaning data set,
+the ROC AUC of ``sample_weight_`` at telling flipped training rows from clean
+ones. Output: JSON, a markdown table (printed, and stored in the JSON) and a
+plot of test loss against wall time. HOAG's published figures are added as
+quoted rows, never mixed with measurements.
+
+Usage::
+
+    python benchmarks/bench_vs_search.py                   # all data sets
+    python benchmarks/bench_vs_search.py --quick           # smoke run, ~2 minutes
+    python benchmarks/bench_vs_search.py --datasets digits_noisy \\
+        --methods grid grid-clean 'ho-sample_weight-*' --extra-params '{"cv": 5}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import fnmatch
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MARKER = "BENCH_RESULT "
+GRID_SIZE = 30  # values of C (or alpha) in [1e-4, 1e4], as in the issue
+GRID_CV = 5
+TEST_SIZE = 0.25
+SEED = 0
+
+DATASETS = ("breast_cancer", "wine", "digits", "binary_digits", "diabetes",
+            "synthetic", "digits_noisy")
+QUICK_DATASETS = ("breast_cancer", "wine")
+REGRESSION = ("diabetes",)
+NOISY = ("digits_noisy",)
+LEARN = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
+HYPERGRADIENTS = ("implicit", "reverse", "forward", "rtho", "trho")
+BASELINES = ("grid", "lrcv", "grid-clean")
+DEFAULT_METHODS = ("grid", "lrcv", "ho-alpha-implicit", "ho-feature_alpha-implicit")
+NOISY_EXTRA_METHODS = ("grid-clean", "ho-sample_weight-implicit")
+QUICK_METHODS = ("grid", "lrcv", "ho-alpha-implicit")
+
+# HOAG's published figures (Pedregosa 2016 / the HOAG repository), as quoted in
+# the issue: reported next to the measurements, never measured here.
+QUOTED = (
+    {"dataset": "breast_cancer", "method": "HOAG (quoted)", "seconds": 0.10,
+     "loss": 0.096},
+    {"dataset": "synthetic", "method": "HOAG (quoted)", "seconds": 0.38,
+     "loss": 0.601},
+    {"dataset": "binary_digits", "method": "HOAG (quoted)", "seconds": None,
+     "loss": 0.336},
+    {"dataset": "binary_digits", "method": "grid search (quoted, HOAG paper)",
+     "seconds": None, "loss": 0.287},
+)
+
+
+# ---- methods ----------------------------------------------------------------
+def known_methods():
+    """Every method name, for ``--methods`` patterns (``learn`` × hypergradient).
+
+    Learning rates need an unrolled or online hypergradient, so
+    ``ho-learning_rate-implicit`` is not generated.
+    """
+    names = list(BASELINES)
+    for learn, hypergradient in itertools.product(LEARN, HYPERGRADIENTS):
+        if learn == "learning_rate" and hypergradient == "implicit":
+            continue
+        names.append(f"ho-{learn}-{hypergradient}")
+    return names
+
+
+def parse_method(name):
+    """``(kind, learn, hypergradient)`` of a method name; raise on a bad one.
+
+    ``kind`` is the name itself for the baselines and ``"ho"`` otherwise;
+    ``ho-sample_weight-*`` learns ``alpha`` too.
+    """
+    if name in BASELINES:
+        return name, None, None
+    parts = name.split("-")
+    if len(parts) != 3 or parts[0] != "ho":
+        raise ValueError(f"unknown method {name!r}: use {', '.join(BASELINES)} or "
+                         "ho-<learn>-<hypergradient>")
+    learn = tuple(parts[1].split("+"))
+    unknown = sorted(set(learn) - set(LEARN))
+    if unknown or not learn:
+        raise ValueError(f"{name!r}: unknown learn name(s) {unknown}; choose among "
+                         f"{', '.join(LEARN)}, joined by '+'")
+    if learn == ("sample_weight",):
+        learn = ("alpha", "sample_weight")
+    if parts[2] not in HYPERGRADIENTS:
+        raise ValueError(f"{name!r}: hypergradient must be one of "
+                         f"{', '.join(HYPERGRADIENTS)}")
+    if "learning_rate" in learn and parts[2] == "implicit":
+        raise ValueError(f"{name!r}: learning_rate needs an unrolled hypergradient")
+    return "ho", learn, parts[2]
+
+
+def expand_methods(tokens):
+    """Method names from ``--methods`` tokens (names, globs or ``default``)."""
+    names = []
+    for token in tokens:
+        if token == "default":
+            matched = list(DEFAULT_METHODS + NOISY_EXTRA_METHODS)
+        elif token == "all":
+            matched = known_methods()
+        elif any(char in token for char in "*?["):
+            matched = fnmatch.filter(known_methods(), token)
+            if not matched:
+                raise ValueError(f"--methods pattern {token!r} matches nothing")
+        else:
+            parse_method(token)
+            matched = [token]
+        names += [name for name in matched if name not in names]
+    return names
+
+
+def methods_for(dataset, methods, explicit):
+    """The methods run on ``dataset``: ``grid-clean`` only on noisy data; the
+    default set adds hyper-cleaning methods on the noisy data set."""
+    if not explicit:
+        methods = list(DEFAULT_METHODS)
+        if dataset in NOISY:
+            methods += list(NOISY_EXTRA_METHODS)
+    return [m for m in methods if m != "grid-clean" or dataset in NOISY]
+
+
+def describe(method, task):
+    """A human-readable description of a method."""
+    kind, learn, hypergradient = parse_method(method)
+    grid = f"{GRID_SIZE} values x {GRID_CV}-fold, n_jobs=-1"
+    if task == "regression":
+        return {"grid": f"GridSearchCV(Ridge), {grid}",
+                "lrcv": f"RidgeCV(alphas={GRID_SIZE} values, efficient LOO)"}.get(
+            method, f"HORidge(learn={'+'.join(learn or ())}, {hypergradient})")
+    return {"grid": f"GridSearchCV(LogisticRegression), {grid}",
+            "lrcv": f"LogisticRegressionCV(Cs={GRID_SIZE}, cv={GRID_CV}, "
+            "n_jobs=-1)",
+            "grid-clean": "GridSearchCV(LogisticRegression) on the clean labels"}.get(
+        method, f"HOLogisticRegression(learn={'+'.join(learn or ())}, "
+        f"{hypergradient})")
+
+
+# ---- data -------------------------------------------------------------------
+def load_split(name, flip_fraction=0.4):
+    """One data set's fixed train/test split, as a dict.
+
+    ``synthetic`` is ``make_classification(n_samples=2000, n_features=500,
+    n_informative=20, random_state=0)``; ``binary_digits`` is digits with
+    ``y = digit >= 5``; ``digits_noisy`` is digits with ``flip_fraction`` of the
+    *training* labels replaced by another class drawn uniformly (test labels
+    stay clean; ``y_train_clean`` keeps the originals and ``flipped`` marks the
+    flipped rows). Every method sees the same noisy training rows and draws its
+    own validation data from them.
+    """
+    import numpy as np
+    from sklearn.datasets import (
+        load_breast_cancer,
+        load_diabetes,
+        load_digits,
+        load_wine,
+        make_classification,
+    )
+    from sklearn.model_selection import train_test_split
+
+    if name == "synthetic":
+        X, y = make_classification(n_samples=2000, n_features=500, n_informative=20,
+                                   random_state=SEED)
+    elif name in ("digits", "binary_digits", "digits_noisy"):
+        X, y = load_digits(return_X_y=True)
+        if name == "binary_digits":
+            y = (y >= 5).astype(int)
+    else:
+        loader = {"breast_cancer": load_breast_cancer, "wine": load_wine,
+                  "diabetes": load_diabetes}[name]
+        X, y = loader(return_X_y=True)
+    task = "regression" if name in REGRESSION else "classification"
+    X = np.asarray(X, dtype=np.float64)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=TEST_SIZE, random_state=SEED,
+        stratify=y if task == "classification" else None)
+    data = {"name": name, "task": task, "X_train": X_train, "X_test": X_test,
+            "y_train": y_train, "y_test": y_test, "y_train_clean": y_train,
+            "flipped": None}
+    if name in NOISY:
+        rng = np.random.default_rng(SEED)
+        classes = np.unique(y_train)
+        flipped = np.zeros(len(y_train), dtype=bool)
+        flipped[rng.choice(len(y_train), round(flip_fraction * len(y_train)),
+                           replace=False)] = True
+        # another class, uniformly: shift by 1..K-1 modulo K
+        shift = rng.integers(1, len(classes), size=len(y_train))
+        noisy = np.where(flipped, (y_train + shift) % len(classes), y_train)
+        data.update(y_train=noisy, flipped=flipped)
+    return data
+
+
+# ---- inside a child process -------------------------------------------------
+def import_for(kind):
+    """Import what a method needs (timed by the cold child)."""
+    import numpy  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
+
+    if kind == "ho":
+        import jax  # noqa: F401
+
+        import skfarho  # noqa: F401
+
+
+def _new_kwargs(cls, **wanted):
+    """Keep the kwargs ``cls`` accepts (newer scikit-learn options)."""
+    import inspect
+
+    accepted = inspect.signature(cls).parameters
+    return {key: value for key, value in wanted.items() if key in accepted}
+
+
+def build(method, task, extra_params, max_iter):
+    """The pipeline of ``method`` (unfitted)."""
+    import numpy as np
+    from sklearn.linear_model import (
+        LogisticRegression,
+        LogisticRegressionCV,
+        Ridge,
+        RidgeCV,
+    )
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    grid = np.logspace(-4, 4, GRID_SIZE)
+    kind, learn, hypergradient = parse_method(method)
+    if kind == "ho":
+        from skfarho import HOLogisticRegression, HORidge
+
+        cls = HORidge if task == "regression" else HOLogisticRegression
+        params = {"learn": learn, "hypergradient": hypergradient,
+                  "random_state": SEED, **extra_params}
+        model = cls(**params)
+    elif task == "regression":
+        if kind == "grid":
+            model = GridSearchCV(Ridge(), {"alpha": grid}, cv=GRID_CV, n_jobs=-1,
+                                 scoring="neg_mean_squared_error")
+        else:
+            model = RidgeCV(alphas=grid)
+    elif kind in ("grid", "grid-clean"):
+        model = GridSearchCV(LogisticRegression(max_iter=max_iter), {"C": grid},
+                             cv=GRID_CV, n_jobs=-1, scoring="neg_log_loss")
+    else:
+        model = LogisticRegressionCV(
+            Cs=GRID_SIZE, cv=GRID_CV, n_jobs=-1, scoring="neg_log_loss",
+            max_iter=max_iter, **_new_kwargs(LogisticRegressionCV, l1_ratios=(0.0,),
+                                             use_legacy_attributes=False))
+    return make_pipeline(StandardScaler(), model)
+
+
+def fit_timed(model, X, y):
+    """Fit; return seconds and the warnings raised (category: message)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        model.fit(X, y)
+        seconds = time.perf_counter() - start
+    notes = sorted({f"{w.category.__name__}: {str(w.message)[:200]}"
+                    for w in caught})
+    return seconds, notes
+
+
+def evaluate(model, data, method):
+    """Test metrics, selected hyperparameters and (cleaning) the weights' AUC."""
+    import numpy as np
+    from sklearn.metrics import (
+        accuracy_score,
+        log_loss,
+        mean_squared_error,
+        r2_score,
+        roc_auc_score,
+    )
+
+    X_test, y_test = data["X_test"], data["y_test"]
+    out = {}
+    if data["task"] == "classification":
+        proba = model.predict_proba(X_test)
+        out["loss"] = float(log_loss(y_test, proba, labels=model.classes_))
+        out["score"] = float(accuracy_score(y_test, model.predict(X_test)))
+    else:
+        prediction = model.predict(X_test)
+        out["loss"] = float(mean_squared_error(y_test, prediction))
+        out["score"] = float(r2_score(y_test, prediction))
+    last = model[-1]
+    kind = parse_method(method)[0]
+    if kind == "ho":
+        alpha = np.asarray(last.alpha_)
+        out["selected"] = {"alpha_geomean": float(np.exp(np.mean(np.log(alpha)))),
+                           "alpha_min": float(alpha.min()),
+                           "alpha_max": float(alpha.max()),
+                           "learning_rate": float(last.learning_rate_),
+                           "n_iter": int(last.n_iter_),
+                           "final_validation_loss": float(
+                               last.validation_loss_curve_[-1])
+                           if len(last.validation_loss_curve_) else None}
+        weights = np.asarray(last.sample_weight_)
+        if data["flipped"] is not None and np.ptp(weights[np.isfinite(weights)]) > 0:
+            used = np.isfinite(weights)
+            clean = ~data["flipped"][used]
+            out["auc"] = float(roc_auc_score(clean, weights[used]))
+            out["selected"]["mean_weight_clean"] = float(weights[used][clean].mean())
+            out["selected"]["mean_weight_flipped"] = float(
+                weights[used][~clean].mean())
+    elif hasattr(last, "best_params_"):
+        out["selected"] = {key: float(value)
+                           for key, value in last.best_params_.items()}
+    elif hasattr(last, "C_"):
+        out["selected"] = {"C": float(np.mean(last.C_))}
+    elif hasattr(last, "alpha_"):
+        out["selected"] = {"alpha": float(last.alpha_)}
+    return out
+
+
+def child(spec):
+    """Run one warm or cold measurement in this (fresh) process; print JSON."""
+    start = time.perf_counter()
+    method, mode = spec["method"], spec["mode"]
+    kind = parse_method(method)[0]
+    import_for(kind)
+    result = {"dataset": spec["dataset"], "method": method, "mode": mode,
+              "import_s": time.perf_counter() - start}
+    data = load_split(spec["dataset"], spec["flip_fraction"])
+    y_fit = data["y_train_clean"] if method == "grid-clean" else data["y_train"]
+
+    def fresh():
+        return build(method, data["task"], spec["extra_params"], spec["max_iter"])
+
+    try:
+        if mode == "cold":
+            model = fresh()
+            result["seconds"], result["warnings"] = fit_timed(model, data["X_train"],
+                                                              y_fit)
+        else:
+            model = fresh()
+            result["first_fit_s"], result["warnings"] = fit_timed(
+                model, data["X_train"], y_fit)
+            result["runs"] = []
+            for _ in range(spec["repeats"]):
+                model = fresh()
+                seconds, _ = fit_timed(model, data["X_train"], y_fit)
+                result["runs"].append(seconds)
+            result["seconds"] = statistics.median(result["runs"])
+        result.update(evaluate(model, data, method))
+    except Exception as error:  # report, let the parent go on
+        result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
+    print(MARKER + json.dumps(result), flush=True)
+
+
+# ---- in the parent process --------------------------------------------------
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_child(spec, timeout, threads=None):
+    """Run :func:`child` in a fresh interpreter; return its JSON (or an error).
+
+    The child inherits this process's environment, except that JAX's persistent
+    compilation cache is disabled (so "cold" means compiled from scratch). By
+    default no thread-count variable is set: GridSearchCV and
+    LogisticRegressionCV with ``n_jobs=-1`` run in loky workers, which cap BLAS
+    and OpenMP at one thread per worker by themselves, and JAX's CPU backend
+    uses its own thread pool. ``threads`` (``--threads``) sets
+    ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` in
+    every child alike, for shared or loaded machines, where multithreaded BLAS
+    and OpenMP in the parent process (the final refit of the searches,
+    skfarho's spectral-norm SVD) can be many times slower than one thread.
+    """
+    env = dict(os.environ)
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    if threads:
+        env.update({key: str(threads) for key in THREAD_VARIABLES})
+    start = time.perf_counter()
+    command = [sys.executable, str(Path(__file__).resolve()), "--child",
+               json.dumps(spec)]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**spec, "error": f"timeout after {timeout:.0f}s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
+    if proc.returncode != 0 or not lines:
+        return {**spec, "error": f"child exited {proc.returncode}: "
+                f"{proc.stderr[-1500:]}"}
+    result = json.loads(lines[-1][len(MARKER):])
+    result["process_wall_s"] = time.perf_counter() - start
+    return result
+
+
+def machine_info():
+    """Platform, CPU count, library versions, thread variables and date."""
+    import jax
+    import numpy
+    import sklearn
+
+    import skfarho
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(affinity(0)) if affinity else None,
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,
+        "skfarho": getattr(skfarho, "__version__", None),
+        "thread_env": {key: os.environ.get(key)
+                       for key in (*THREAD_VARIABLES, "XLA_FLAGS")},
+    }
+
+
+def summarize(values):
+    """Median, min, max and all of a list of numbers (None when empty)."""
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values),
+            "max": max(values), "all": values}
+
+
+def _fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+def markdown(rows, datasets):
+    """The results table (and the hyper-cleaning accuracy gaps) in markdown."""
+    lines = [
+        "| dataset | method | warm time (s) | cold time (s) | test log-loss "
+        "(MSE for regression) | accuracy (R²) | ratio to GridSearchCV time "
+        "(warm / cold) | AUC (cleaning) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in datasets:
+        mine = [row for row in rows if row["dataset"] == name]
+        grid = next((row for row in mine if row["method"] == "grid"), None)
+        regression = name in REGRESSION
+        for row in mine:
+            warm, cold = row.get("warm_s"), row.get("cold_s")
+            if row.get("error"):
+                lines.append(f"| {name} | {row['method']} | error: "
+                             f"{row['error'][:80]} | | | | | |")
+                continue
+            ratio = "—"
+            if grid and grid.get("warm_s") and warm is not None:
+                ratio = f"{warm['median'] / grid['warm_s']['median']:.2f}"
+                if cold and grid.get("cold_s"):
+                    ratio += f" / {cold['median'] / grid['cold_s']['median']:.2f}"
+            lines.append(
+                f"| {name} | {row['method']} | "
+                f"{_fmt(warm and warm['median'], '.3f')} | "
+                f"{_fmt(cold and cold['median'], '.2f')} | "
+                f"{_fmt(row.get('loss'), '.1f' if regression else '.4f')} | "
+                f"{_fmt(row.get('score'), '.4f')} | {ratio} | "
+                f"{_fmt(row.get('auc'), '.3f')} |")
+        for quoted in QUOTED:
+            if quoted["dataset"] == name:
+                lines.append(
+                    f"| {name} | *{quoted['method']}* | "
+                    f"*{_fmt(quoted['seconds'], '.2f')}* | — | "
+                    f"*{quoted['loss']:.3f}* | — | — | — |")
+    lines.append("")
+    lines.append("Times are medians (warm: same process after an untimed fit; "
+                 "cold: fresh process, imports excluded). Rows in italics marked "
+                 "*quoted* are HOAG's published figures, not measured here "
+                 "(other hardware and setup).")
+    cleaning = [row for row in rows if row["dataset"] in NOISY]
+    reference = next((row for row in cleaning if row["method"] == "grid-clean"
+                      and row.get("score") is not None), None)
+    if reference:
+        lines += ["", "Hyper-cleaning: test accuracy gap to GridSearchCV on the "
+                  "clean labels (accuracy "
+                  f"{reference['score']:.4f}):", "",
+                  "| dataset | method | accuracy | gap |", "|---|---|---:|---:|"]
+        for row in cleaning:
+            if row.get("score") is not None and row is not reference:
+                lines.append(f"| {row['dataset']} | {row['method']} | "
+                             f"{row['score']:.4f} | "
+                             f"{row['score'] - reference['score']:+.4f} |")
+    return "\n".join(lines)
+
+
+def save_plot(rows, datasets, path):
+    """Test loss against wall time, one panel per data set (log time axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    datasets = [name for name in datasets
+                if any(r["dataset"] == name and r.get("loss") is not None
+                       for r in rows)]
+    if not datasets:
+        return
+    methods = sorted({row["method"] for row in rows})
+    colors = {method: f"C{index % 10}" for index, method in enumerate(methods)}
+    columns = min(3, len(datasets))
+    n_rows = -(-len(datasets) // columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(5.2 * columns, 4 * n_rows),
+                             squeeze=False)
+    for ax, name in zip(axes.flat, datasets, strict=False):
+        for row in rows:
+            if row["dataset"] != name or row.get("loss") is None:
+                continue
+            color, points = colors[row["method"]], []
+            if row.get("warm_s"):
+                points.append(row["warm_s"]["median"])
+                ax.scatter(points[-1], row["loss"], color=color, s=50, zorder=3,
+                           label=row["method"])
+            if row.get("cold_s"):
+                points.append(row["cold_s"]["median"])
+                ax.scatter(points[-1], row["loss"], facecolors="none", s=50,
+                           edgecolors=color, zorder=3,
+                           label=None if len(points) > 1 else row["method"])
+            if len(points) == 2:
+                ax.plot(points, [row["loss"]] * 2, color=color, lw=0.8, alpha=0.6)
+        styles = iter((":", "--", "-."))
+        for quoted in QUOTED:
+            if quoted["dataset"] == name and quoted["seconds"] is not None:
+                ax.scatter(quoted["seconds"], quoted["loss"], marker="*", s=120,
+                           color="black", zorder=4, label=quoted["method"])
+            elif quoted["dataset"] == name:
+                ax.axhline(quoted["loss"], color="gray", ls=next(styles), lw=1,
+                           label=f"{quoted['method']}: {quoted['loss']}")
+        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        if high / low < 10:  # less than a decade: label the minor ticks
+            ax.xaxis.set_minor_locator(ticker.LogLocator(subs=(2.0, 5.0)))
+            ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
+        else:
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+        ax.set_title(name)
+        ax.set_xlabel("fit wall time (s): filled warm, hollow cold")
+        ax.set_ylabel("test MSE" if name in REGRESSION else "test log-loss")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="methods: " + ", ".join(known_methods()) + " (globs allowed, e.g. "
+        "'ho-alpha-*'; 'default', 'all'; learn names may be joined by '+')")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=None,
+                        help="data sets (default: all; quick: "
+                        f"{' '.join(QUICK_DATASETS)})")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="method names or globs (default: "
+                        f"{' '.join(DEFAULT_METHODS)}, plus "
+                        f"{' '.join(NOISY_EXTRA_METHODS)} on digits_noisy; quick: "
+                        f"{' '.join(QUICK_METHODS)})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed warm fits and cold processes (default 3; "
+                        "quick 1)")
+    parser.add_argument("--no-cold", action="store_true",
+                        help="skip the cold (fresh-process) timings")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repeat, 2 small data sets, 3 methods")
+    parser.add_argument("--extra-params", type=json.loads, default={},
+                        metavar="JSON",
+                        help="estimator kwargs for every skfarho method, e.g. "
+                        "'{\"cv\": 5, \"hyper_penalty\": 0.1}'")
+    parser.add_argument("--max-iter", type=int, default=1000,
+                        help="max_iter of LogisticRegression(CV) (default "
+                        "%(default)s; scikit-learn's 100 warns at large C)")
+    parser.add_argument("--flip-fraction", type=float, default=0.4,
+                        help="fraction of flipped training labels in digits_noisy "
+                        "(default %(default)s)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="set OMP/OPENBLAS/MKL_NUM_THREADS in every child "
+                        "(default: inherit; useful on a loaded machine)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="seconds allowed per child process")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/vs_search.json; "
+                        "vs_search_quick.json with --quick)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PATH",
+                        help="PNG path (default benchmarks/results/vs_search.png; "
+                        "vs_search_quick.png with --quick)")
+    parser.add_argument("--no-plot", action="store_true", help="no plot")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return args
+    if not isinstance(args.extra_params, dict):
+        parser.error("--extra-params must be a JSON object")
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.datasets is None:
+        args.datasets = list(QUICK_DATASETS if args.quick else DATASETS)
+    args.explicit_methods = args.quick or args.methods not in (None, ["default"])
+    try:
+        args.methods = expand_methods(
+            args.methods or (QUICK_METHODS if args.quick else DEFAULT_METHODS))
+    except ValueError as error:
+        parser.error(str(error))
+    suffix = "_quick" if args.quick else ""
+    if args.output is None:
+        args.output = RESULTS / f"vs_search{suffix}.json"
+    if args.plot is None:
+        args.plot = RESULTS / f"vs_search{suffix}.png"
+    return args
+
+
+def main(argv=None):
+    """Run the children, print the table, write the JSON and the plot."""
+    args = parse_args(argv)
+    if args.child:
+        child(json.loads(args.child))
+        return None
+    plan = [(name, method) for name in args.datasets
+            for method in methods_for(name, args.methods, args.explicit_methods)]
+    common = {"repeats": args.repeats, "extra_params": args.extra_params,
+              "max_iter": args.max_iter, "flip_fraction": args.flip_fraction}
+    warm, cold = {}, {key: [] for key in plan}
+    for index, (name, method) in enumerate(plan, start=1):
+        result = run_child({"dataset": name, "method": method, "mode": "warm",
+                            **common}, args.timeout, args.threads)
+        warm[name, method] = result
+        status = result.get("error") or (
+            f"{result['seconds']:.3f}s (first fit {result['first_fit_s']:.2f}s), "
+            f"loss {result['loss']:.4f}")
+        print(f"[{index}/{len(plan)}] warm {name} {method}: {status}", flush=True)
+    if not args.no_cold:
+        for repeat in range(args.repeats):  # interleaved, so drift hits all alike
+            for name, method in plan:
+                if warm[name, method].get("error"):
+                    continue
+                result = run_child({"dataset": name, "method": method,
+                                    "mode": "cold", **common}, args.timeout,
+                                   args.threads)
+                cold[name, method].append(result)
+                status = result.get("error") or (
+                    f"{result['seconds']:.2f}s (+ import {result['import_s']:.2f}s)")
+                print(f"  cold {repeat + 1}/{args.repeats} {name} {method}: "
+                      f"{status}", flush=True)
+    rows = []
+    for name, method in plan:
+        w = warm[name, method]
+        runs = [c for c in cold[name, method] if not c.get("error")]
+        data_task = "regression" if name in REGRESSION else "classification"
+        row = {"dataset": name, "method": method,
+               "description": describe(method, data_task),
+               "warm_s": summarize(w.get("runs", [])),
+               "first_fit_s": w.get("first_fit_s"),
+               "cold_s": summarize([c["seconds"] for c in runs]),
+               "cold_import_s": summarize([c["import_s"] for c in runs]),
+               "warm_import_s": w.get("import_s"),
+               "loss": w.get("loss"), "score": w.get("score"), "auc": w.get("auc"),
+               "selected": w.get("selected"), "warnings": w.get("warnings", []),
+               "error": w.get("error"),
+               "cold_errors": [c["error"] for c in cold[name, method]
+                               if c.get("error")]}
+        losses = {round(c["loss"], 6) for c in runs if "loss" in c}
+        if row["loss"] is not None and len(losses | {round(row["loss"], 6)}) > 1:
+            row["warnings"].append(f"cold runs gave other test losses: {losses}")
+        rows.append(row)
+    table = markdown(rows, args.datasets)
+    print()
+    print(table)
+    report = {
+        "benchmark": "vs_search",
+        "config": {"quick": args.quick, "datasets": args.datasets,
+                   "methods": args.methods, "repeats": args.repeats,
+                   "cold": not args.no_cold, "extra_params": args.extra_params,
+                   "threads": args.threads,
+                   "max_iter": args.max_iter, "flip_fraction": args.flip_fraction,
+                   "test_size": TEST_SIZE, "seed": SEED,
+                   "grid": f"np.logspace(-4, 4, {GRID_SIZE})", "grid_cv": GRID_CV},
+        "machine": machine_info(),
+        "notes": {
+            "warm_s": "fit wall time of fresh estimators in a process that "
+            "already fitted the same configuration once (first_fit_s)",
+            "cold_s": "fit wall time in a fresh process (imports excluded, "
+            "reported in cold_import_s); JAX persistent cache disabled",
+            "loss": "test log-loss (classification) or MSE (regression)",
+            "score": "test accuracy (classification) or R² (regression)",
+            "auc": "ROC AUC of sample_weight_ (training rows used for training) "
+            "at ranking clean rows above flipped ones",
+            "grid_scoring": "GridSearchCV and LogisticRegressionCV select by "
+            "neg_log_loss (neg_mean_squared_error for Ridge), the loss skfarho "
+            "minimizes on its validation data",
+            "threads": "config.threads: OMP/OPENBLAS/MKL_NUM_THREADS set in "
+            "every child (null: inherited); n_jobs=-1 loky workers use one "
+            "BLAS thread each regardless",
+            "quoted": "HOAG's published figures, not measured here",
+        },
+        "results": rows,
+        "quoted": list(QUOTED),
+        "markdown": table,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.output}")
+    if not args.no_plot:
+        save_plot(rows, args.datasets, args.plot)
+        print(f"wrote {args.plot}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
