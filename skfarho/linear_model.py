@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_expit, log_softmax, softmax
-from sklearn.base import ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.base import RegressorMixin
 
 from skfarho._base import GradientHOEstimator
-from skfarho._problem import binary_log_loss, multinomial_log_loss, squared_loss
+from skfarho._classifier import HOClassifierMixin
+from skfarho._problem import squared_loss
 
 
 def linear_scores(params, X):
@@ -136,7 +135,7 @@ _ATTRIBUTES_DOC = """
 """
 
 
-class HOLogisticRegression(ClassifierMixin, _LinearModel, GradientHOEstimator):
+class HOLogisticRegression(HOClassifierMixin, _LinearModel, GradientHOEstimator):
     __doc__ = (
         """Logistic regression (binary or multinomial) that learns its
     regularization, example weights or learning rate by hypergradient descent.
@@ -169,67 +168,11 @@ class HOLogisticRegression(ClassifierMixin, _LinearModel, GradientHOEstimator):
     # the logistic curvature bound (1/4) is loose away from the decision boundary
     _max_learning_rate_factor = 10.0
 
-    @property
-    def _binary(self):
-        return len(self.classes_) == 2
-
-    @property
-    def _sample_loss(self):
-        return binary_log_loss if self._binary else multinomial_log_loss
-
-    @property
-    def _curvature(self):
-        return 0.25 if self._binary else 0.5
-
-    @property
-    def _n_outputs(self):
-        return 1 if self._binary else len(self.classes_)
-
-    def _encode_targets(self, y, reset):
-        check_classification_targets(y)
-        if reset:
-            self.classes_ = np.unique(y)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    "HOLogisticRegression needs samples of at least 2 classes; the "
-                    f"data contains only one class: {self.classes_[0]!r}.")
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError(f"y_val has labels not seen in y: {unknown.tolist()}.")
-        encoded = np.searchsorted(self.classes_, y)
-        return encoded.astype(np.float64) if self._binary else encoded.astype(np.int32)
-
     def _shape_coef(self, coef):
         return coef[None, :]
 
     def _shape_intercept(self, intercept):
         return np.atleast_1d(intercept)
-
-    def decision_function(self, X):
-        """Decision values; shape (n_samples,) for two classes."""
-        scores = self._decision(X)
-        return scores.ravel() if self._binary else scores
-
-    def predict_log_proba(self, X):
-        """Log of the class probabilities."""
-        scores = self.decision_function(X)
-        if self._binary:
-            return np.column_stack([log_expit(-scores), log_expit(scores)])
-        return log_softmax(scores, axis=1)
-
-    def predict_proba(self, X):
-        """Class probabilities."""
-        scores = self.decision_function(X)
-        if self._binary:
-            positive = expit(scores)
-            return np.column_stack([1.0 - positive, positive])
-        return softmax(scores, axis=1)
-
-    def predict(self, X):
-        """Predicted class labels."""
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if self._binary else scores.argmax(axis=1)
-        return self.classes_[index]
 
 
 class HORidge(RegressorMixin, _LinearModel, GradientHOEstimator):

@@ -14,13 +14,11 @@ from numbers import Integral
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import expit, log_expit, log_softmax, softmax
-from sklearn.base import ClassifierMixin
+from scipy.special import expit
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 
 from skfarho._base import GradientHOEstimator
-from skfarho._problem import binary_log_loss, multinomial_log_loss
+from skfarho._classifier import HOClassifierMixin
 
 _JAX_ACTIVATIONS = {
     "tanh": jnp.tanh,
@@ -66,7 +64,7 @@ def mlp_feature_squares(params):
     return jnp.sum(W1**2, axis=1) + jnp.sum(params["W2"] ** 2) / W1.shape[0]
 
 
-class HOMLPClassifier(ClassifierMixin, GradientHOEstimator):
+class HOMLPClassifier(HOClassifierMixin, GradientHOEstimator):
     """One-hidden-layer neural network classifier that learns its weight decay,
     example weights or learning rate by hypergradient descent.
 
@@ -242,22 +240,6 @@ default="adam"
 
     _feature_squares = staticmethod(mlp_feature_squares)
 
-    @property
-    def _binary(self):
-        return len(self.classes_) == 2
-
-    @property
-    def _sample_loss(self):
-        return binary_log_loss if self._binary else multinomial_log_loss
-
-    @property
-    def _curvature(self):
-        return 0.25 if self._binary else 0.5
-
-    @property
-    def _n_outputs(self):
-        return 1 if self._binary else len(self.classes_)
-
     def _check_learn(self):
         if self.hypergradient == "implicit":
             raise ValueError(
@@ -266,20 +248,6 @@ default="adam"
                 "strongly convex training loss, and a neural network's is not "
                 'convex. Use hypergradient="reverse" (or "forward").')
         return super()._check_learn()
-
-    def _encode_targets(self, y, reset):
-        check_classification_targets(y)
-        if reset:
-            self.classes_ = np.unique(y)
-            if len(self.classes_) < 2:
-                raise ValueError(
-                    f"{type(self).__name__} needs samples of at least 2 classes; "
-                    f"the data contains only one class: {self.classes_[0]!r}.")
-        unknown = np.setdiff1d(np.unique(y), self.classes_)
-        if unknown.size:
-            raise ValueError(f"y_val has labels not seen in y: {unknown.tolist()}.")
-        encoded = np.searchsorted(self.classes_, y)
-        return encoded.astype(np.float64) if self._binary else encoded.astype(np.int32)
 
     def _init_params(self, n_features, n_outputs, random_state):
         """Glorot-uniform weights and biases, as ``MLPClassifier`` draws them."""
@@ -332,42 +300,8 @@ default="adam"
         self.out_activation_ = "logistic" if n_outputs == 1 else "softmax"
 
     # ---- predictions (NumPy) ------------------------------------------------
-    def decision_function(self, X):
-        """Output-layer scores; shape (n_samples,) for two classes.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Input data.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,) or (n_samples, n_classes)
-            Scores before the logistic / softmax output.
-        """
+    def _decision(self, X):
         X = self._validate_for_predict(X)
         act = _NUMPY_ACTIVATIONS[self.activation]
         hidden = act(np.asarray(X @ self.coefs_[0]) + self.intercepts_[0])
-        scores = hidden @ self.coefs_[1] + self.intercepts_[1]
-        return scores.ravel() if self._binary else scores
-
-    def predict_log_proba(self, X):
-        """Log of the class probabilities, shape (n_samples, n_classes)."""
-        scores = self.decision_function(X)
-        if self._binary:
-            return np.column_stack([log_expit(-scores), log_expit(scores)])
-        return log_softmax(scores, axis=1)
-
-    def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes)."""
-        scores = self.decision_function(X)
-        if self._binary:
-            positive = expit(scores)
-            return np.column_stack([1.0 - positive, positive])
-        return softmax(scores, axis=1)
-
-    def predict(self, X):
-        """Predicted class labels, shape (n_samples,)."""
-        scores = self.decision_function(X)
-        index = (scores > 0).astype(int) if self._binary else scores.argmax(axis=1)
-        return self.classes_[index]
+        return hidden @ self.coefs_[1] + self.intercepts_[1]
