@@ -24,16 +24,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
+
+from machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKER = "BENCH_RESULT "
@@ -199,24 +199,6 @@ def run_child(mode, timeout):
     result = json.loads(lines[-1][len(MARKER):])
     result["process_wall_s"] = wall
     return result
-
-
-def machine_info():
-    """Platform, CPU count, library versions and date."""
-    import jax
-    import sklearn
-
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(affinity(0)) if affinity else None,
-        "jax": jax.__version__,
-        "sklearn": sklearn.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
 
 
 def summarize(runs, key="seconds"):

@@ -27,20 +27,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import jaxlib
 import numpy as np
-import sklearn
+from machine import machine_info
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -278,22 +273,6 @@ def forward_full_estimate(problem_for, args, num_steps, repeats, per_step):
 
 
 # ---- driver ------------------------------------------------------------------
-def machine_info():
-    """Platform, CPU count, library versions and date."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(affinity(0)) if affinity else None,
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-        "devices": [str(d) for d in jax.devices()],
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-    }
 
 
 def run_config(dataset, num_steps, args, per_step_cache):

@@ -63,17 +63,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+from machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("reverse", "forward", "implicit", "rtho", "trho")
@@ -458,26 +455,6 @@ def markdown(results):
         "minimizer reaches the target validation loss; medians over repeats. "
         "Inner steps for implicit: L-BFGS iterations are not exposed.")
     return "\n".join(lines)
-
-
-def machine_info():
-    """Platform, CPU count, library versions and date."""
-    import jax
-    import sklearn
-
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(affinity(0)) if affinity else None,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "numpy": np.__version__,
-        "sklearn": sklearn.__version__,
-    }
 
 
 def parse_args(argv=None):

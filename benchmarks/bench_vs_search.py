@@ -42,17 +42,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import fnmatch
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKER = "BENCH_RESULT "
@@ -429,32 +429,6 @@ def run_child(spec, timeout, threads=None):
     result = json.loads(lines[-1][len(MARKER):])
     result["process_wall_s"] = time.perf_counter() - start
     return result
-
-
-def machine_info():
-    """Platform, CPU count, library versions, thread variables and date."""
-    import jax
-    import numpy
-    import sklearn
-
-    import skfarho
-
-    affinity = getattr(os, "sched_getaffinity", None)
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(affinity(0)) if affinity else None,
-        "jax": jax.__version__,
-        "jax_backend": jax.default_backend(),
-        "numpy": numpy.__version__,
-        "sklearn": sklearn.__version__,
-        "skfarho": getattr(skfarho, "__version__", None),
-        "thread_env": {key: os.environ.get(key)
-                       for key in (*THREAD_VARIABLES, "XLA_FLAGS")},
-    }
 
 
 def summarize(values):
