@@ -20,13 +20,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skfarho._data import bucket, cv_splits, holdout_split, stack_all_rows, stack_folds
 from skfarho._problem import model_problem
 from skfarho.core import (
-    CG,
     RTHO,
     TRHO,
     Batched,
     DivergenceError,
     Forward,
-    Implicit,
+    HostImplicit,
+    ImplicitWarmStart,
     Reverse,
     float64_scope,
     minimize_hyperparameters,
@@ -35,7 +35,8 @@ from skfarho.core import (
 from skfarho.core.outer import bind_fixed, compiled_outer_step, compiled_solve_inner
 
 LEARNABLE = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
-_OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
+_OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop,
+                     "rprop": optax.rprop}
 
 
 @functools.lru_cache(maxsize=32)
@@ -51,7 +52,7 @@ ONLINE = ("rtho", "trho")
 @functools.lru_cache(maxsize=32)
 def _method(name: str, hyper_interval: int = 10):
     """The hypergradient method, batched over folds (a holdout is one fold)."""
-    method = {"implicit": lambda: Implicit(CG(maxiter=200)), "reverse": Reverse,
+    method = {"implicit": HostImplicit, "reverse": Reverse,
               "forward": Forward, "rtho": lambda: RTHO(hyper_interval),
               "trho": lambda: TRHO(hyper_interval)}[name]()
     return Batched(method)
@@ -96,7 +97,7 @@ class GradientHOEstimator(BaseEstimator):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
         "outer_steps": [Interval(Integral, 1, None, closed="left")],
-        "outer_optimizer": [StrOptions(set(_OUTER_OPTIMIZERS)), object],
+        "outer_optimizer": [StrOptions({"auto", *_OUTER_OPTIMIZERS}), object],
         "outer_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -114,7 +115,7 @@ class GradientHOEstimator(BaseEstimator):
     def __init__(self, *, learn=("alpha",), alpha=1.0, fit_intercept=True,
                  hypergradient="implicit", hyper_interval=10,
                  validation_fraction=0.25, cv=None,
-                 outer_steps=50, outer_optimizer="adam", outer_learning_rate=0.2,
+                 outer_steps=50, outer_optimizer="auto", outer_learning_rate=0.2,
                  tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
                  inner_optimizer="gd", learning_rate="auto", inner_tol=1e-8,
                  refit=True, random_state=None, verbose=0):
@@ -153,23 +154,46 @@ class GradientHOEstimator(BaseEstimator):
                 'on the learning rate. Use hypergradient="reverse" or "forward".')
         return frozenset(learn)
 
-    def _outer_state(self, optimizer, learned):
-        """The outer optimizer's initial state, with ``outer_learning_rate`` set."""
-        state = optimizer.init(learned)
-        if isinstance(self.outer_optimizer, str):
-            rate = state.hyperparams["learning_rate"]
-            state.hyperparams["learning_rate"] = jnp.asarray(
-                self.outer_learning_rate, rate.dtype)
-        return state
+    def _outer_name(self, learned):
+        """The named outer optimizer ("auto" resolved), or None for an object.
 
-    def _outer_optimizer(self):
-        if isinstance(self.outer_optimizer, str):
-            return _named_optimizer(self.outer_optimizer)
+        "auto" is rprop when every learned hyperparameter is a scalar: the
+        hypergradient is deterministic, and rprop's sign-based step sizes grow
+        while the sign holds (crossing orders of magnitude of ``alpha`` in a few
+        steps) and halve when it flips. With vectors of hyperparameters (one per
+        feature or per example), Adam: rprop's steps grow without regard to the
+        gradient's size and drive weakly determined entries to extremes.
+        """
+        if not isinstance(self.outer_optimizer, str):
+            return None
+        if self.outer_optimizer != "auto":
+            return self.outer_optimizer
+        scalars = all(np.ndim(leaf) == 0 for leaf in jax.tree_util.tree_leaves(learned))
+        return "rprop" if scalars else "adam"
+
+    def _outer_optimizer(self, learned):
+        name = self._outer_name(learned)
+        if name is not None:
+            return _named_optimizer(name)
         if not isinstance(self.outer_optimizer, optax.GradientTransformation):
             raise TypeError("outer_optimizer must be a name or an "
                             "optax.GradientTransformation, got "
                             f"{type(self.outer_optimizer).__name__}.")
         return self.outer_optimizer
+
+    def _outer_state(self, optimizer, learned):
+        """The outer optimizer's initial state, with ``outer_learning_rate`` set.
+
+        Built by an optimizer of the same structure initialized with this step
+        size (rprop keeps its initial step sizes in its state), so the cached
+        optimizer, whose update reads the step size from the state, is reused.
+        """
+        name = self._outer_name(learned)
+        if name is None:
+            return optimizer.init(learned)
+        dtype = jnp.asarray(jax.tree_util.tree_leaves(learned)[0]).dtype
+        return optax.inject_hyperparams(_OUTER_OPTIMIZERS[name])(
+            learning_rate=jnp.asarray(self.outer_learning_rate, dtype)).init(learned)
 
     def _splits(self, y, X_val, y_val, seed):
         if X_val is not None:
@@ -282,8 +306,8 @@ class GradientHOEstimator(BaseEstimator):
         problem = self._problem()
         schedule = (tolerance_schedule("exponential", 1e-4, self.inner_tol)
                     if self.hypergradient == "implicit" else None)
-        optimizer = self._outer_optimizer()
         learned = jax.tree_util.tree_map(jnp.asarray, learned)
+        optimizer = self._outer_optimizer(learned)
         try:
             result = minimize_hyperparameters(
                 problem, learned, folds.inner, folds.outer, method=method,
@@ -311,6 +335,14 @@ class GradientHOEstimator(BaseEstimator):
             if weights is not None:
                 learned["sw_logit"] = jnp.asarray(_logit(weights))
             params = self._solve(learned, fixed, X, y)
+        elif self.refit and method.on_host:
+            learned = dict(result.hparams)
+            if weights is not None:
+                learned["sw_logit"] = _logit(weights)
+            # warm start from the folds' mean solution
+            start = jax.tree_util.tree_map(
+                lambda p: np.mean(p, axis=0, keepdims=True), result.params)
+            params = self._solve(learned, fixed, X, y, ImplicitWarmStart(start, start))
         elif self.refit:
             params = self._refit(problem, method, result.hparams, fixed,
                                  stack_all_rows(X, y, len(splits)), folds.outer,
@@ -332,7 +364,7 @@ class GradientHOEstimator(BaseEstimator):
         learned = dict(learned)
         if weights is not None:
             learned["sw_logit"] = jnp.asarray(_logit(weights))
-        optimizer = self._outer_optimizer()
+        optimizer = self._outer_optimizer(learned)
         step = compiled_outer_step(problem, method, optimizer, None)
         warm = method.init_warm_start(bind_fixed(problem, fixed), learned, inner)
         tol = None if schedule is None else jnp.asarray(self.inner_tol)
@@ -341,14 +373,14 @@ class GradientHOEstimator(BaseEstimator):
         return self._checked_params(jax.tree_util.tree_map(lambda p: p[0],
                                                            result.params))
 
-    def _solve(self, learned, fixed, X, y):
+    def _solve(self, learned, fixed, X, y, warm_start=None):
         """Fit on all rows with the given hyperparameters, by ``solve_inner``."""
         if self.hypergradient == "implicit":
-            method = Batched(Implicit(tol=self.inner_tol, max_inner_iter=2000))
+            method = Batched(HostImplicit(tol=self.inner_tol, max_inner_iter=2000))
         else:
             method = _method(self.hypergradient, self.hyper_interval)
         params = compiled_solve_inner(self._problem(), method)(
-            learned, stack_all_rows(X, y), fixed, None, None)
+            learned, stack_all_rows(X, y), fixed, warm_start, None)
         return self._checked_params(jax.tree_util.tree_map(lambda p: p[0], params))
 
     def _checked_params(self, params):

@@ -62,12 +62,14 @@ _PARAMETERS_DOC = """
         Fit an unpenalized intercept.
     hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \
 default="implicit"
-        ``"implicit"`` (HOAG: L-BFGS to a tightening tolerance, then conjugate
-        gradient) differentiates the exact minimizer; ``"reverse"`` and
-        ``"forward"`` differentiate ``inner_steps`` steps of ``inner_optimizer``;
-        the online ``"rtho"`` (forward) and ``"trho"`` (truncated reverse) keep
-        training across outer steps and update the hyperparameters every
-        ``hyper_interval`` inner steps; the final fit then runs ``inner_steps``.
+        ``"implicit"`` (HOAG: SciPy's L-BFGS-B to a tightening tolerance, then
+        conjugate gradient, both on small jitted JAX functions, see
+        :class:`~skfarho.core.HostImplicit`) differentiates the exact minimizer;
+        ``"reverse"`` and ``"forward"`` differentiate ``inner_steps`` steps of
+        ``inner_optimizer``; the online ``"rtho"`` (forward) and ``"trho"``
+        (truncated reverse) keep training across outer steps and update the
+        hyperparameters every ``hyper_interval`` inner steps; the final fit
+        then runs ``inner_steps``.
     hyper_interval : int, default=10
         Inner steps per outer step of the online methods.
     validation_fraction : float, default=0.25
@@ -78,12 +80,15 @@ default="implicit"
         folds, whose inner problems run ``vmap``-ed in one compiled program.
     outer_steps : int, default=50
         Budget of outer (hyperparameter) steps.
-    outer_optimizer : {"adam", "sgd", "rmsprop"} or optax.GradientTransformation, \
-default="adam"
+    outer_optimizer : {"auto", "rprop", "adam", "sgd", "rmsprop"} or \
+optax.GradientTransformation, default="auto"
         Optimizer of the hyperparameters, which live in log space (strengths),
-        logit space (weights, learning rate).
+        logit space (weights, learning rate). ``"auto"``: rprop when every
+        learned hyperparameter is a scalar (its step sizes grow while the
+        hypergradient's sign holds, so ``alpha`` crosses orders of magnitude in
+        a few steps), Adam for per-feature or per-example hyperparameters.
     outer_learning_rate : float, default=0.2
-        Step size of a named ``outer_optimizer``.
+        Step size (rprop: initial step size) of a named ``outer_optimizer``.
     tol : float, default=1e-4
         Relative improvement of the validation loss below which a step counts
         as no improvement.

@@ -120,7 +120,7 @@ default="adam"
         Optimizer of the hyperparameters (log space for weight decays, logit
         space for example weights and the learning rate).
     outer_learning_rate : float, default=0.2
-        Step size of a named ``outer_optimizer``.
+        Step size (rprop: initial step size) of a named ``outer_optimizer``.
     tol : float, default=1e-4
         Relative improvement of the validation loss below which an outer step
         counts as no improvement.
@@ -216,7 +216,7 @@ default="adam"
     def __init__(self, *, hidden_layer_size=32, activation="tanh", learn=("alpha",),
                  alpha=1.0, fit_intercept=True, hypergradient="reverse",
                  hyper_interval=10, validation_fraction=0.25, cv=None, outer_steps=50,
-                 outer_optimizer="adam", outer_learning_rate=0.2, tol=1e-4,
+                 outer_optimizer="auto", outer_learning_rate=0.2, tol=1e-4,
                  n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
                  inner_optimizer="gd", learning_rate="auto", inner_tol=1e-8,
                  refit=True, random_state=None, verbose=0):

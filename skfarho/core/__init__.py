@@ -9,6 +9,7 @@ from skfarho.core.batch import Batched
 from skfarho.core.compilation_cache import enable_persistent_cache
 from skfarho.core.dynamics import adam, from_hparams, gradient_descent, heavy_ball
 from skfarho.core.forward import Forward
+from skfarho.core.host_implicit import HostImplicit
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedule
 from skfarho.core.inner_solve import lbfgs_minimize
 from skfarho.core.linear_solve import CG, Cholesky, Neumann
@@ -25,6 +26,7 @@ __all__ = [
     "Cholesky",
     "DivergenceError",
     "Forward",
+    "HostImplicit",
     "HypergradResult",
     "Implicit",
     "ImplicitWarmStart",

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from skfarho.core.problem import HypergradResult
 
@@ -31,6 +32,7 @@ class Batched:
     Examples
     --------
     >>> import jax.numpy as jnp
+import numpy as np
     >>> from skfarho.core import Batched, BilevelProblem, Reverse
     >>> problem = BilevelProblem(
     ...     inner_loss=lambda w, h, t: 0.5 * (w - h * t) ** 2,
@@ -46,6 +48,20 @@ class Batched:
 
     method: Any
 
+    @property
+    def on_host(self) -> bool:
+        """True for a host-side method: the batch is a Python loop, not ``vmap``."""
+        return getattr(self.method, "on_host", False)
+
+    def _map(self, fun, *batched):
+        if not self.on_host:
+            return jax.vmap(fun)(*batched)
+        size = len(jax.tree_util.tree_leaves(batched[0])[0])
+        results = [fun(*jax.tree_util.tree_map(lambda leaf, i=i: np.asarray(leaf)[i],
+                                               batched))
+                   for i in range(size)]
+        return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *results)
+
     def __call__(
         self,
         problem,
@@ -54,34 +70,44 @@ class Batched:
         outer_data: tuple,
         warm_start: PyTree = None,
         tol=None,
+        **host_kwargs,
     ) -> HypergradResult:
-        """Mean outer value and hypergradient over the batch."""
+        """Mean outer value and hypergradient over the batch.
+
+        ``host_kwargs`` (``fixed=``) are passed on to a host-side method.
+        """
 
         def one(inner, outer, warm):
-            return self.method(problem, hparams, inner, outer, warm, tol)
+            return self.method(problem, hparams, inner, outer, warm, tol,
+                               **host_kwargs)
 
-        results = jax.vmap(one)(inner_data, outer_data, warm_start)
-        mean = jax.tree_util.tree_map(lambda leaf: jnp.mean(leaf, axis=0), results.grad)
+        results = self._map(one, inner_data, outer_data, warm_start)
+        xp = np if self.on_host else jnp
+        mean = jax.tree_util.tree_map(lambda leaf: xp.mean(leaf, axis=0), results.grad)
         return HypergradResult(
-            jnp.mean(results.value),
+            xp.mean(results.value),
             mean,
             results.params,
             results.warm_start,
-            jnp.all(results.finite),
+            xp.all(results.finite),
         )
 
-    def init_warm_start(self, problem, hparams, inner_data):
+    def init_warm_start(self, problem, hparams, inner_data, *, fixed=None):
         """One warm start per problem of the batch (leading batch axis)."""
+        if fixed:  # a host-side method sees the fixed hyperparameters apart
+            hparams = {**hparams, **fixed}
 
         def one(inner):
             return self.method.init_warm_start(problem, hparams, inner)
 
-        return jax.vmap(one)(inner_data)
+        return self._map(one, inner_data)
 
-    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None):
+    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None,
+                    **host_kwargs):
         """The inner solution of every problem of the batch (leading batch axis)."""
 
         def one(inner, warm):
-            return self.method.solve_inner(problem, hparams, inner, warm, tol)
+            return self.method.solve_inner(problem, hparams, inner, warm, tol,
+                                           **host_kwargs)
 
-        return jax.vmap(one)(inner_data, warm_start)
+        return self._map(one, inner_data, warm_start)

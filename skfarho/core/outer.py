@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from skfarho.core.host_implicit import HostImplicit
 from skfarho.core.implicit import Implicit
 from skfarho.core.problem import BilevelProblem
 
@@ -79,8 +80,12 @@ def compiled_outer_step(problem, method, optimizer, project=None):
 
     Data, hyperparameters, fixed hyperparameters, optimizer state, warm start and
     tolerance are traced arguments: fitting again on same-shaped data reuses the
-    compiled program.
+    compiled program. For a host-side method (``method.on_host``, e.g.
+    :class:`~skfarho.core.HostImplicit`) the step is a Python function that calls
+    the method's own jitted pieces and a jitted optimizer update.
     """
+    if getattr(method, "on_host", False):
+        return _host_outer_step(problem, method, optimizer, project)
 
     def step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed):
         bound = bind_fixed(problem, fixed)
@@ -98,11 +103,44 @@ def compiled_outer_step(problem, method, optimizer, project=None):
 def compiled_solve_inner(problem, method):
     """Jitted ``method.solve_inner`` on the problem bound to ``fixed``, cached."""
 
+    if getattr(method, "on_host", False):
+        def solve_on_host(hparams, inner_data, fixed, warm_start, tol):
+            return method.solve_inner(problem, hparams, inner_data, warm_start, tol,
+                                      fixed=fixed)
+
+        return solve_on_host
+
     def solve(hparams, inner_data, fixed, warm_start, tol):
         bound = bind_fixed(problem, fixed)
         return method.solve_inner(bound, hparams, inner_data, warm_start, tol)
 
     return jax.jit(solve)
+
+
+@functools.lru_cache(maxsize=128)
+def compiled_update(optimizer, project=None):
+    """The jitted optax update (and projection) of a host-side outer step."""
+
+    def update(grad, opt_state, hparams):
+        updates, opt_state = optimizer.update(grad, opt_state, hparams)
+        new_hparams = optax.apply_updates(hparams, updates)
+        if project is not None:
+            new_hparams = project(new_hparams)
+        return new_hparams, opt_state, otu.tree_norm(grad)
+
+    return jax.jit(update)
+
+
+def _host_outer_step(problem, method, optimizer, project):
+    update = compiled_update(optimizer, project)
+
+    def step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed):
+        result = method(problem, hparams, inner_data, outer_data, warm_start, tol,
+                        fixed=fixed)
+        new_hparams, opt_state, grad_norm = update(result.grad, opt_state, hparams)
+        return new_hparams, opt_state, result, grad_norm
+
+    return step
 
 
 def _to_numpy(tree):
@@ -232,7 +270,7 @@ def _default_optimizer():
 
 def _divergence_message(method, step: int) -> str:
     base = getattr(method, "method", method)
-    if isinstance(base, Implicit):
+    if isinstance(base, Implicit | HostImplicit):
         cause = ("the implicit method's inner solve or linear system produced "
                  "non-finite values: check the data for extreme values, raise the "
                  "regularization, or lower the outer learning rate")

@@ -1,0 +1,130 @@
+"""HostImplicit (SciPy L-BFGS-B + CG driving jitted JAX pieces): against central
+finite differences in float64, against the traced Implicit method, batched over
+folds, and inside the outer loop with fixed hyperparameters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from bilevel_problems import (
+    central_difference,
+    init_params,
+    make_data,
+    make_hparams,
+    make_problem,
+    newton_minimize,
+    random_direction,
+    tree_dot,
+)
+
+from skfarho.core import (
+    CG,
+    Batched,
+    HostImplicit,
+    Implicit,
+    minimize_hyperparameters,
+)
+from skfarho.core.host_implicit import host_programs
+
+KINDS = ["ridge", "binary", "multinomial"]
+
+
+def _implicit_hparams(kind, rng):
+    hparams = make_hparams(kind, rng)
+    hparams.pop("log_lr")  # the implicit methods know no learning rate
+    return hparams
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_host_implicit_matches_finite_differences(kind, rng):
+    inner, outer = make_data(kind, rng)
+    problem = make_problem(kind)
+    hparams = _implicit_hparams(kind, rng)
+    result = HostImplicit(tol=1e-11)(problem, hparams, inner, outer)
+    assert bool(result.finite)
+
+    @jax.jit
+    def reference(h):
+        params = newton_minimize(lambda w: problem.inner_loss(w, h, *inner),
+                                 problem.init_params(h))
+        return problem.outer_loss(params, h, *outer)
+
+    for _ in range(3):
+        direction = random_direction(hparams, rng)
+        expected = float(central_difference(reference, hparams, direction))
+        got = float(tree_dot(result.grad, direction))
+        assert abs(got - expected) <= 1e-5 * max(abs(expected), 1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_host_implicit_equals_traced_implicit(kind, rng):
+    data = make_data(kind, rng)
+    problem = make_problem(kind)
+    hparams = _implicit_hparams(kind, rng)
+    traced = jax.jit(lambda h: Implicit(CG(), tol=1e-12)(problem, h, *data))(hparams)
+    host = HostImplicit(tol=1e-11)(problem, hparams, *data)
+    np.testing.assert_allclose(float(host.value), float(traced.value), rtol=1e-8)
+    for got, want in zip(jax.tree_util.tree_leaves(host.grad),
+                         jax.tree_util.tree_leaves(traced.grad), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5,
+                                   atol=1e-6 * np.max(np.abs(want)))
+
+
+def _stacked(kind, rng, folds=3):
+    pairs = [make_data(kind, rng) for _ in range(folds)]
+    def stack(side):
+        return tuple(jnp.stack(parts)
+                     for parts in zip(*[p[side] for p in pairs], strict=True))
+
+    return stack(0), stack(1)
+
+
+def test_batched_host_implicit_equals_vmapped_implicit(rng):
+    inner, outer = _stacked("binary", rng)
+    problem = make_problem("binary")
+    hparams = _implicit_hparams("binary", rng)
+    traced = Batched(Implicit(CG(), tol=1e-12))(problem, hparams, inner, outer)
+    host = Batched(HostImplicit(tol=1e-11))(problem, hparams, inner, outer)
+    assert isinstance(host.params["w"], np.ndarray) and host.params["w"].shape[0] == 3
+    np.testing.assert_allclose(host.value, traced.value, rtol=1e-8)
+    np.testing.assert_allclose(host.grad["log_alpha"], traced.grad["log_alpha"],
+                               rtol=1e-6, atol=1e-10)
+
+
+def test_outer_loop_with_fixed_hyperparameters_matches_traced(rng):
+    """Same outer trajectory as the jitted loop, w0 passed as a fixed value."""
+    inner, outer = _stacked("binary", rng, folds=2)
+    problem = make_problem("binary", learn_init=True)
+    w0 = init_params("binary", 4)
+    hparams = {"log_alpha": jnp.zeros(4)}
+    runs = {}
+    for name, method in [("host", HostImplicit(tol=1e-10)),
+                         ("traced", Implicit(CG(), tol=1e-10))]:
+        runs[name] = minimize_hyperparameters(
+            problem, hparams, inner, outer, method=Batched(method),
+            optimizer=optax.adam(0.1), num_steps=8, fixed={"w0": w0})
+    np.testing.assert_allclose(runs["host"].history["value"],
+                               runs["traced"].history["value"], rtol=1e-7)
+    np.testing.assert_allclose(runs["host"].hparams["log_alpha"],
+                               runs["traced"].hparams["log_alpha"], rtol=1e-6)
+
+
+def test_new_values_do_not_recompile(rng, compile_counter):
+    data = make_data("binary", rng)
+    problem = make_problem("binary")
+    method = HostImplicit(tol=1e-8)
+    method(problem, _implicit_hparams("binary", rng), *data)
+    before = compile_counter()
+    method(problem, _implicit_hparams("binary", rng), *data)
+    assert compile_counter() == before
+    assert set(host_programs(problem)) == {"inner_value_and_grad", "hessian_vector",
+                                           "outer_value_and_grads", "mixed_product"}
+
+
+def test_non_finite_data_is_flagged(rng):
+    (X, y), outer = make_data("binary", rng)
+    X = X.at[0, 0].set(jnp.nan)
+    result = HostImplicit()(make_problem("binary"), _implicit_hparams("binary", rng),
+                            (X, y), outer)
+    assert not bool(result.finite)
