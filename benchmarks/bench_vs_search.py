@@ -12,8 +12,8 @@ same split for every method:
   training labels, the reference for the accuracy gap;
 - ``ho-<learn>-<hypergradient>``: ``HOLogisticRegression`` / ``HORidge`` with
   ``learn`` one or more (joined by ``+``) of ``alpha``, ``feature_alpha``,
-  ``sample_weight`` (alone it means ``alpha+sample_weight``) and
-  ``learning_rate``, and ``hypergradient`` one of ``implicit``, ``reverse``,
+  ``sample_weight`` and ``learning_rate`` (``sample_weight`` alone keeps the
+  estimator's ``alpha=1``), and ``hypergradient`` one of ``implicit``, ``reverse``,
   ``forward``, ``rtho``, ``trho``; ``--extra-params`` adds estimator kwargs.
 
 Each (data set, method) is timed in fresh Python processes (this file re-run with
@@ -36,7 +36,8 @@ Usage::
     python benchmarks/bench_vs_search.py                   # all data sets
     python benchmarks/bench_vs_search.py --quick           # smoke run, ~2 minutes
     python benchmarks/bench_vs_search.py --datasets digits_noisy \\
-        --methods grid grid-clean 'ho-sample_weight-*' --extra-params '{"cv": 5}'
+        --methods grid grid-clean 'ho-*sample_weight-*' \\
+        --extra-params '{"outer_steps": 100}'
 """
 
 from __future__ import annotations
@@ -66,11 +67,13 @@ DATASETS = ("breast_cancer", "wine", "digits", "binary_digits", "diabetes",
 QUICK_DATASETS = ("breast_cancer", "wine")
 REGRESSION = ("diabetes",)
 NOISY = ("digits_noisy",)
+CLEAN_VALIDATION = 0.2  # of the training split, kept clean (hyper-cleaning)
 LEARN = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
 HYPERGRADIENTS = ("implicit", "reverse", "forward", "rtho", "trho")
 BASELINES = ("grid", "lrcv", "grid-clean")
 DEFAULT_METHODS = ("grid", "lrcv", "ho-alpha-implicit", "ho-feature_alpha-implicit")
-NOISY_EXTRA_METHODS = ("grid-clean", "ho-sample_weight-implicit")
+NOISY_EXTRA_METHODS = ("grid-clean", "ho-sample_weight-implicit",
+                       "ho-alpha+sample_weight-implicit")
 QUICK_METHODS = ("grid", "lrcv", "ho-alpha-implicit")
 
 # HOAG's published figures (Pedregosa 2016 / the HOAG repository), as quoted in
@@ -105,8 +108,7 @@ def known_methods():
 def parse_method(name):
     """``(kind, learn, hypergradient)`` of a method name; raise on a bad one.
 
-    ``kind`` is the name itself for the baselines and ``"ho"`` otherwise;
-    ``ho-sample_weight-*`` learns ``alpha`` too.
+    ``kind`` is the name itself for the baselines and ``"ho"`` otherwise.
     """
     if name in BASELINES:
         return name, None, None
@@ -119,8 +121,6 @@ def parse_method(name):
     if unknown or not learn:
         raise ValueError(f"{name!r}: unknown learn name(s) {unknown}; choose among "
                          f"{', '.join(LEARN)}, joined by '+'")
-    if learn == ("sample_weight",):
-        learn = ("alpha", "sample_weight")
     if parts[2] not in HYPERGRADIENTS:
         raise ValueError(f"{name!r}: hypergradient must be one of "
                          f"{', '.join(HYPERGRADIENTS)}")
@@ -180,11 +180,15 @@ def load_split(name, flip_fraction=0.4):
 
     ``synthetic`` is ``make_classification(n_samples=2000, n_features=500,
     n_informative=20, random_state=0)``; ``binary_digits`` is digits with
-    ``y = digit >= 5``; ``digits_noisy`` is digits with ``flip_fraction`` of the
-    *training* labels replaced by another class drawn uniformly (test labels
-    stay clean; ``y_train_clean`` keeps the originals and ``flipped`` marks the
-    flipped rows). Every method sees the same noisy training rows and draws its
-    own validation data from them.
+    ``y = digit >= 5``. ``digits_noisy`` is the data hyper-cleaning protocol of
+    Franceschi et al. (2017): the training split is cut into noisy training rows,
+    ``flip_fraction`` of whose labels are replaced by another class drawn
+    uniformly, and a small *clean* validation set (``CLEAN_VALIDATION``, a
+    fraction of the training split); test labels stay clean. The clean rows come
+    last, ``validation_fold`` marks them (a ``PredefinedSplit``, given to every
+    method: the searches score on them, skfarho learns its weights on them);
+    ``y_train_clean`` keeps the original labels and ``flipped`` marks the
+    flipped rows.
     """
     import numpy as np
     from sklearn.datasets import (
@@ -216,15 +220,24 @@ def load_split(name, flip_fraction=0.4):
             "y_train": y_train, "y_test": y_test, "y_train_clean": y_train,
             "flipped": None}
     if name in NOISY:
+        X_noisy, X_clean, y_noisy, y_clean = train_test_split(
+            X_train, y_train, test_size=CLEAN_VALIDATION, random_state=SEED,
+            stratify=y_train)
         rng = np.random.default_rng(SEED)
         classes = np.unique(y_train)
-        flipped = np.zeros(len(y_train), dtype=bool)
-        flipped[rng.choice(len(y_train), round(flip_fraction * len(y_train)),
+        flipped = np.zeros(len(y_noisy), dtype=bool)
+        flipped[rng.choice(len(y_noisy), round(flip_fraction * len(y_noisy)),
                            replace=False)] = True
         # another class, uniformly: shift by 1..K-1 modulo K
-        shift = rng.integers(1, len(classes), size=len(y_train))
-        noisy = np.where(flipped, (y_train + shift) % len(classes), y_train)
-        data.update(y_train=noisy, flipped=flipped)
+        shift = rng.integers(1, len(classes), size=len(y_noisy))
+        noisy = np.where(flipped, (y_noisy + shift) % len(classes), y_noisy)
+        data.update(
+            X_train=np.vstack([X_noisy, X_clean]),
+            y_train=np.concatenate([noisy, y_clean]),
+            y_train_clean=np.concatenate([y_noisy, y_clean]),
+            flipped=np.concatenate([flipped, np.zeros(len(y_clean), bool)]),
+            validation_fold=np.concatenate([np.full(len(y_noisy), -1),
+                                            np.zeros(len(y_clean), int)]))
     return data
 
 
@@ -252,8 +265,12 @@ def _new_kwargs(cls, **wanted):
     return {key: value for key, value in wanted.items() if key in accepted}
 
 
-def build(method, task, extra_params, max_iter):
-    """The pipeline of ``method`` (unfitted)."""
+def build(method, task, extra_params, max_iter, validation_fold=None):
+    """The pipeline of ``method`` (unfitted).
+
+    With ``validation_fold`` (hyper-cleaning), every method but ``grid-clean``
+    validates on the rows it marks (``PredefinedSplit``).
+    """
     import numpy as np
     from sklearn.linear_model import (
         LogisticRegression,
@@ -261,31 +278,36 @@ def build(method, task, extra_params, max_iter):
         Ridge,
         RidgeCV,
     )
-    from sklearn.model_selection import GridSearchCV
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     grid = np.logspace(-4, 4, GRID_SIZE)
     kind, learn, hypergradient = parse_method(method)
+    cv = GRID_CV
+    if validation_fold is not None and kind != "grid-clean":
+        cv = PredefinedSplit(validation_fold)
     if kind == "ho":
         from skfarho import HOLogisticRegression, HORidge
 
         cls = HORidge if task == "regression" else HOLogisticRegression
         params = {"learn": learn, "hypergradient": hypergradient,
                   "random_state": SEED, **extra_params}
+        if validation_fold is not None:
+            params["cv"] = cv
         model = cls(**params)
     elif task == "regression":
         if kind == "grid":
-            model = GridSearchCV(Ridge(), {"alpha": grid}, cv=GRID_CV, n_jobs=-1,
+            model = GridSearchCV(Ridge(), {"alpha": grid}, cv=cv, n_jobs=-1,
                                  scoring="neg_mean_squared_error")
         else:
             model = RidgeCV(alphas=grid)
     elif kind in ("grid", "grid-clean"):
         model = GridSearchCV(LogisticRegression(max_iter=max_iter), {"C": grid},
-                             cv=GRID_CV, n_jobs=-1, scoring="neg_log_loss")
+                             cv=cv, n_jobs=-1, scoring="neg_log_loss")
     else:
         model = LogisticRegressionCV(
-            Cs=GRID_SIZE, cv=GRID_CV, n_jobs=-1, scoring="neg_log_loss",
+            Cs=GRID_SIZE, cv=cv, n_jobs=-1, scoring="neg_log_loss",
             max_iter=max_iter, **_new_kwargs(LogisticRegressionCV, l1_ratios=(0.0,),
                                              use_legacy_attributes=False))
     return make_pipeline(StandardScaler(), model)
@@ -368,7 +390,8 @@ def child(spec):
     y_fit = data["y_train_clean"] if method == "grid-clean" else data["y_train"]
 
     def fresh():
-        return build(method, data["task"], spec["extra_params"], spec["max_iter"])
+        return build(method, data["task"], spec["extra_params"], spec["max_iter"],
+                     data.get("validation_fold"))
 
     try:
         if mode == "cold":
