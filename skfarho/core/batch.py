@@ -32,7 +32,6 @@ class Batched:
     Examples
     --------
     >>> import jax.numpy as jnp
-import numpy as np
     >>> from skfarho.core import Batched, BilevelProblem, Reverse
     >>> problem = BilevelProblem(
     ...     inner_loss=lambda w, h, t: 0.5 * (w - h * t) ** 2,
