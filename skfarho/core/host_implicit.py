@@ -9,11 +9,11 @@ configuration. :class:`HostImplicit` computes the same hypergradient
     \nabla_\lambda E = \partial_\lambda E - (\partial^2_{\lambda w} L)\, v,
     \qquad H v = \nabla_w E,
 
-with SciPy's L-BFGS-B and conjugate gradient driving four small jitted JAX
-functions (inner value and gradient, Hessian-vector product, outer value and
-gradients, mixed second derivative). Those compile in a fraction of a second and
-are cached per problem and shape, so a cold fit costs little more than a warm
-one. The loops run in Python on the host; every heavy operation is a jitted call.
+with SciPy's L-BFGS-B on the host, driving a small jitted value-and-gradient
+function, followed by one jitted program for the rest (outer gradients,
+conjugate gradient on Hessian-vector products in a ``while_loop``, mixed
+product). The two compile in a fraction of a second each and are cached per
+problem and shape, so a cold fit costs little more than a warm one.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from typing import Any
 import jax
 import numpy as np
 import scipy.optimize
-import scipy.sparse.linalg
 
-from skfarho.core.implicit import ImplicitWarmStart
-from skfarho.core.problem import HypergradResult
+from skfarho.core.implicit import ImplicitWarmStart, implicit_hypergradient
+from skfarho.core.linear_solve import CG
+from skfarho.core.problem import BilevelProblem, HypergradResult
 
 PyTree = Any
 
@@ -45,41 +45,36 @@ def _merge(hparams, fixed):
 
 
 @functools.lru_cache(maxsize=64)
-def host_programs(problem):
-    """The jitted pieces of the host-side implicit method, cached per problem.
+def host_programs(problem, max_linear_iter=200):
+    """The two jitted pieces of the host-side implicit method, cached.
 
-    Every function takes the learned ``hparams`` and the ``fixed`` ones
-    separately (both traced), so new values never recompile.
+    ``inner_value_and_grad(params, hparams, fixed, inner_data)`` feeds SciPy's
+    L-BFGS-B; ``hypergradient(params, adjoint, tol, hparams, fixed, inner_data,
+    outer_data)`` runs conjugate gradient on Hessian-vector products inside one
+    program (warm started from ``adjoint``) and returns the outer value, the
+    hypergradient and the new adjoint. Learned ``hparams`` and ``fixed`` ones
+    are separate traced arguments, so new values never recompile.
     """
 
     def inner_value_and_grad(params, hparams, fixed, inner_data):
         return jax.value_and_grad(problem.inner_loss)(
             params, _merge(hparams, fixed), *inner_data)
 
-    def inner_grad(params, hparams, fixed, inner_data):
-        return jax.grad(problem.inner_loss)(params, _merge(hparams, fixed),
-                                            *inner_data)
-
-    def hessian_vector(params, vector, hparams, fixed, inner_data):
-        return jax.jvp(lambda w: inner_grad(w, hparams, fixed, inner_data),
-                       (params,), (vector,))[1]
-
-    def outer_value_and_grads(params, hparams, fixed, outer_data):
-        def outer(w, h):
-            return problem.outer_loss(w, _merge(h, fixed), *outer_data)
-
-        return jax.value_and_grad(outer, argnums=(0, 1))(params, hparams)
-
-    def mixed_product(params, adjoint, hparams, fixed, inner_data):
-        _, vjp = jax.vjp(lambda h: inner_grad(params, h, fixed, inner_data), hparams)
-        return vjp(adjoint)[0]
+    def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
+        bound = BilevelProblem(
+            inner_loss=lambda w, h, *data: problem.inner_loss(w, _merge(h, fixed),
+                                                              *data),
+            outer_loss=lambda w, h, *data: problem.outer_loss(w, _merge(h, fixed),
+                                                              *data),
+            init_params=problem.init_params)
+        return implicit_hypergradient(bound, hparams, params, inner_data,
+                                      outer_data, CG(maxiter=max_linear_iter),
+                                      adjoint, tol)
 
     options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
     return {name: jax.jit(fun, compiler_options=options) for name, fun in (
         ("inner_value_and_grad", inner_value_and_grad),
-        ("hessian_vector", hessian_vector),
-        ("outer_value_and_grads", outer_value_and_grads),
-        ("mixed_product", mixed_product))}
+        ("hypergradient", hypergradient))}
 
 
 class _Flat:
@@ -112,12 +107,12 @@ class HostImplicit:
     """Implicit hypergradient with SciPy L-BFGS-B and CG on the host (HOAG).
 
     Same result as :class:`~skfarho.core.Implicit` with :class:`~skfarho.core.CG`,
-    same signature, but not traceable: use it eagerly, through
-    :func:`~skfarho.core.minimize_hyperparameters` (which runs its outer loop in
-    Python for it) or through :class:`~skfarho.core.Batched` (a Python loop over
-    the batch). Choose it when compilation time dominates (small and medium
-    problems on CPU, a fresh process); choose :class:`Implicit` to ``jit`` or
-    ``vmap`` the whole hypergradient.
+    same signature, but not traceable (the inner solve is SciPy's): use it
+    eagerly, through :func:`~skfarho.core.minimize_hyperparameters` (which runs
+    its outer loop in Python for it) or through :class:`~skfarho.core.Batched`
+    (a Python loop over the batch). Choose it when compilation time dominates
+    (small and medium problems on CPU, a fresh process); choose
+    :class:`Implicit` to ``jit`` or ``vmap`` the whole hypergradient.
 
     Parameters
     ----------
@@ -166,16 +161,29 @@ class HostImplicit:
         value_and_grad = host_programs(problem)["inner_value_and_grad"]
         inner_data = jax.device_put(inner_data)
 
+        last = {}
+
         def fun(vector):
             value, grad = value_and_grad(flat.unravel(vector), hparams, fixed,
                                          inner_data)
-            return float(value), flat.ravel(grad)
+            grad = flat.ravel(grad)
+            last.update(x=vector.copy(), grad_norm=np.linalg.norm(grad))
+            return float(value), grad
+
+        def stop_at_tolerance(intermediate_result):
+            # Implicit's criterion: the gradient's Euclidean norm below tol
+            if (np.array_equal(intermediate_result.x, last["x"])
+                    and last["grad_norm"] < tol):
+                raise StopIteration
 
         x0 = flat.ravel(init)
-        # L-BFGS-B stops on the largest gradient entry; tol / sqrt(size) on it
-        # bounds the Euclidean norm by tol, the criterion of Implicit
+        value, _ = fun(x0)
+        if not np.isfinite(value) or last["grad_norm"] < tol:
+            return flat.unravel(x0)
+        # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it
+        # implies the Euclidean criterion, which the callback checks first
         solution = scipy.optimize.minimize(
-            fun, x0, jac=True, method="L-BFGS-B",
+            fun, x0, jac=True, method="L-BFGS-B", callback=stop_at_tolerance,
             options={"gtol": tol / np.sqrt(x0.size), "ftol": 1e-15,
                      "maxiter": self.max_inner_iter, "maxcor": 10})
         return flat.unravel(solution.x)
@@ -185,30 +193,15 @@ class HostImplicit:
         """Outer value and hypergradient at the approximate inner minimum."""
         fixed = {} if fixed is None else fixed
         tol = self.tol if tol is None else float(tol)
-        programs = host_programs(problem)
         inner_data, outer_data = jax.device_put((inner_data, outer_data))
         params = self.solve_inner(problem, hparams, inner_data, warm_start, tol,
                                   fixed=fixed)
-        value, (grad_params, grad_direct) = programs["outer_value_and_grads"](
-            params, hparams, fixed, outer_data)
-        flat = _Flat(params)
-        hessian_vector = programs["hessian_vector"]
-
-        def matvec(vector):
-            return flat.ravel(hessian_vector(params, flat.unravel(vector), hparams,
-                                             fixed, inner_data))
-
-        size = sum(int(np.prod(s)) for s in flat.shapes)
-        operator = scipy.sparse.linalg.LinearOperator((size, size), matvec=matvec,
-                                                      dtype=np.float64)
-        x0 = None if warm_start is None else flat.ravel(warm_start.adjoint)
-        adjoint, _ = scipy.sparse.linalg.cg(operator, flat.ravel(grad_params), x0=x0,
-                                            rtol=tol, atol=0.0,
-                                            maxiter=self.max_linear_iter)
-        adjoint = flat.unravel(adjoint)
-        cross = programs["mixed_product"](params, adjoint, hparams, fixed, inner_data)
-        grad = jax.tree_util.tree_map(lambda d, c: np.asarray(d) - np.asarray(c),
-                                      grad_direct, cross)
-        value = np.asarray(value)
+        if warm_start is None:
+            adjoint = jax.tree_util.tree_map(np.zeros_like, params)
+        else:
+            adjoint = warm_start.adjoint
+        program = host_programs(problem, self.max_linear_iter)["hypergradient"]
+        value, grad, adjoint = jax.tree_util.tree_map(np.asarray, program(
+            params, adjoint, tol, hparams, fixed, inner_data, outer_data))
         return HypergradResult(value, grad, params, ImplicitWarmStart(params, adjoint),
                                np.bool_(_all_finite(value, grad, params)))

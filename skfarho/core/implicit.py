@@ -100,22 +100,47 @@ class Implicit:
         """Outer value and hypergradient at the approximate inner minimum."""
         tol = self.tol if tol is None else tol
         params = self.solve_inner(problem, hparams, inner_data, warm_start, tol)
-        value, (grad_params, grad_direct) = jax.value_and_grad(
-            problem.outer_loss, argnums=(0, 1)
-        )(params, hparams, *outer_data)
-
-        def inner_grad(w, h):
-            return jax.grad(problem.inner_loss)(w, h, *inner_data)
-
-        def hessian_vector(v):
-            return jax.jvp(lambda w: inner_grad(w, hparams), (params,), (v,))[1]
-
         x0 = None if warm_start is None else warm_start.adjoint
-        adjoint = self.linear_solver(hessian_vector, grad_params, x0=x0, tol=tol)
-        _, cross_vjp = jax.vjp(lambda h: inner_grad(params, h), hparams)
-        (cross,) = cross_vjp(adjoint)
-        grad = jax.tree_util.tree_map(lambda d, c: d - c, grad_direct, cross)
+        value, grad, adjoint = implicit_hypergradient(
+            problem, hparams, params, inner_data, outer_data, self.linear_solver,
+            x0, tol)
         return make_result(value, grad, params, ImplicitWarmStart(params, adjoint))
+
+
+def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
+                           linear_solver=None, x0=None, tol=1e-6):
+    r"""Outer value, hypergradient and adjoint at given inner parameters.
+
+    The part of the implicit method after the inner solve, shared by
+    :class:`Implicit` (traced together with the solve) and
+    :class:`~skfarho.core.HostImplicit` (jitted on its own).
+
+    Returns
+    -------
+    value : jax.Array
+        The outer objective at ``params``.
+    grad : PyTree
+        :math:`\partial_\lambda E - (\partial^2_{\lambda w} L)\, v`.
+    adjoint : PyTree
+        :math:`v`, the solution of :math:`H v = \nabla_w E` (a warm start for
+        the next call).
+    """
+    value, (grad_params, grad_direct) = jax.value_and_grad(
+        problem.outer_loss, argnums=(0, 1)
+    )(params, hparams, *outer_data)
+
+    def inner_grad(w, h):
+        return jax.grad(problem.inner_loss)(w, h, *inner_data)
+
+    def hessian_vector(v):
+        return jax.jvp(lambda w: inner_grad(w, hparams), (params,), (v,))[1]
+
+    linear_solver = CG() if linear_solver is None else linear_solver
+    adjoint = linear_solver(hessian_vector, grad_params, x0=x0, tol=tol)
+    _, cross_vjp = jax.vjp(lambda h: inner_grad(params, h), hparams)
+    (cross,) = cross_vjp(adjoint)
+    grad = jax.tree_util.tree_map(lambda d, c: d - c, grad_direct, cross)
+    return value, grad, adjoint
 
 
 def tolerance_schedule(kind: str = "exponential", initial: float = 1e-3,
