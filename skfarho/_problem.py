@@ -38,7 +38,8 @@ def binary_log_loss(z, y):
 
 def multinomial_log_loss(z, y):
     """Per-sample cross-entropy of scores ``z`` (n, K) for integer labels ``y``."""
-    picked = jnp.take_along_axis(z, y[:, None].astype(jnp.int32), axis=1)[:, 0]
+    # a one-hot product is cheaper than a gather on XLA:CPU
+    picked = jnp.sum(z * jax.nn.one_hot(y, z.shape[1], dtype=z.dtype), axis=1)
     return jax.nn.logsumexp(z, axis=1) - picked
 
 

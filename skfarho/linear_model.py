@@ -92,7 +92,7 @@ optax.GradientTransformation, default="auto"
     tol : float, default=1e-4
         Relative improvement of the validation loss below which a step counts
         as no improvement.
-    n_iter_no_change : int, default=5
+    n_iter_no_change : int, default=3
         Stop after this many outer steps without improvement; the
         hyperparameters with the lowest validation loss are kept.
     hyper_penalty : float, default=0.0
@@ -109,7 +109,7 @@ optax.GradientTransformation, default="auto"
         the larger of twice the initial rate and 10 (logistic regression, whose
         curvature bound is loose) or 2 (ridge: the stability limit of gradient
         descent) times the automatic rate.
-    inner_tol : float, default=1e-8
+    inner_tol : float, default=1e-6
         Final inner tolerance (gradient norm) of the implicit method.
     refit : bool, default=True
         Refit on all rows with the learned hyperparameters. Otherwise keep the

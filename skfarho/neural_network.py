@@ -141,7 +141,7 @@ default="adam"
         curvature of the loss at a Glorot initialization; for ``"adam"``, 0.01.
         A learned rate stays below the larger of twice the initial rate and 4
         times the automatic one.
-    inner_tol : float, default=1e-8
+    inner_tol : float, default=1e-6
         Unused by the unrolled methods; kept for the common interface.
     refit : bool, default=True
         Retrain on all rows with the learned hyperparameters. Otherwise keep the
@@ -218,7 +218,7 @@ default="adam"
                  hyper_interval=10, validation_fraction=0.25, cv=None, outer_steps=50,
                  outer_optimizer="auto", outer_learning_rate=0.2, tol=1e-4,
                  n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
-                 inner_optimizer="gd", learning_rate="auto", inner_tol=1e-8,
+                 inner_optimizer="gd", learning_rate="auto", inner_tol=1e-6,
                  refit=True, random_state=None, verbose=0):
         super().__init__(
             learn=learn, alpha=alpha, fit_intercept=fit_intercept,
