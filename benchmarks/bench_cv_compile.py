@@ -10,7 +10,8 @@ is compiled from scratch and the persistent compilation cache is disabled:
 - ``refit`` (one process): fit, then fit again on the same data, on a different
   random validation split, on a few rows fewer (same shape bucket) and on a
   CV-fold-sized subset (another bucket), counting XLA backend compilations
-  (``jax.monitoring``) and reading the caches of the compiled outer step.
+  (``jax.monitoring``) and reading the jit caches of the implicit method's two
+  programs.
 
 Timings exclude the imports (reported apart). The goal is
 ``median(cv) / median(cold_fit) <= 1.5``.
@@ -102,20 +103,15 @@ def _cache_state(previous_lookups):
         info["fit_hits"] = info["hits"] - previous_lookups
         state[f"{name}.cache_info"] = info
     try:
-        from skfarho._base import _method, _named_optimizer
-        from skfarho.core import Batched, Implicit
+        from skfarho.core.host_implicit import HostImplicit, host_programs
 
         estimator = _pipeline()[-1]
         estimator.classes_ = [0, 1]  # the binary problem, without fitting
-        problem = estimator._problem()
-        step = outer.compiled_outer_step(
-            problem, _method(estimator.hypergradient),
-            _named_optimizer(estimator.outer_optimizer,
-                             float(estimator.outer_learning_rate)), None)
-        solve = outer.compiled_solve_inner(
-            problem, Batched(Implicit(tol=estimator.inner_tol, max_inner_iter=2000)))
-        state["outer_step._cache_size"] = step._cache_size()
-        state["solve_inner._cache_size"] = solve._cache_size()
+        # the programs of the estimator's default hypergradient="implicit"
+        programs = host_programs(estimator._problem(),
+                                 HostImplicit().max_linear_iter)
+        state["inner._cache_size"] = programs["inner_value_and_grad"]._cache_size()
+        state["hypergradient._cache_size"] = programs["hypergradient"]._cache_size()
     except Exception as error:  # private API changed: report, do not fail
         state["jit_cache_size_error"] = f"{type(error).__name__}: {error}"
     return state
@@ -231,7 +227,8 @@ def markdown(summary, refit):
             "Recompilation check (one process; compiles = XLA backend "
             "compilations during that fit):", "",
             "| fit in one process | n | time (s) | XLA compiles | compile (s) "
-            "| jit cache size (step, solve) | outer-step factory hits/misses |",
+            "| jit cache size (inner, hypergradient) | outer-step factory "
+            "hits/misses |",
             "|---|---:|---:|---:|---:|---|---|",
         ]
         for fit in refit["fits"]:
@@ -239,8 +236,8 @@ def markdown(summary, refit):
             lines.append(
                 f"| {fit['case']} | {fit['n_samples']} | {fit['seconds']:.2f} | "
                 f"{fit['n_compiles']} | {fit['compile_s']:.2f} | "
-                f"{fit.get('outer_step._cache_size', '-')}, "
-                f"{fit.get('solve_inner._cache_size', '-')} | "
+                f"{fit.get('inner._cache_size', '-')}, "
+                f"{fit.get('hypergradient._cache_size', '-')} | "
                 f"{info['fit_hits']}/{info['misses']} |")
     return "\n".join(lines)
 

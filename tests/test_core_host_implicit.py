@@ -3,6 +3,7 @@ finite differences in float64, against the traced Implicit method, batched over
 folds, and inside the outer loop with fixed hyperparameters."""
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -127,3 +128,20 @@ def test_non_finite_data_is_flagged(rng):
     result = HostImplicit()(make_problem("binary"), _implicit_hparams("binary", rng),
                             (X, y), outer)
     assert not bool(result.finite)
+
+
+def test_plain_cg_equals_differentiable_cg(rng):
+    matrix = rng.standard_normal((6, 6))
+    matrix = jnp.asarray(matrix @ matrix.T + 6 * np.eye(6))
+    b = {"a": jnp.asarray(rng.standard_normal(4)),
+         "b": jnp.asarray(rng.standard_normal(2))}
+    flat_b, unravel = jax.flatten_util.ravel_pytree(b)
+
+    def matvec(v):
+        return unravel(matrix @ jax.flatten_util.ravel_pytree(v)[0])
+
+    x0 = jax.tree_util.tree_map(jnp.ones_like, b)
+    plain = CG(differentiable=False)(matvec, b, x0=x0, tol=1e-12)
+    exact = np.linalg.solve(matrix, flat_b)
+    np.testing.assert_allclose(jax.flatten_util.ravel_pytree(plain)[0], exact,
+                               rtol=1e-9)

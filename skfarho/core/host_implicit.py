@@ -69,9 +69,9 @@ def host_programs(problem, max_linear_iter=200):
             outer_loss=lambda w, h, *data: problem.outer_loss(w, _merge(h, fixed),
                                                               *data),
             init_params=problem.init_params)
+        solver = CG(max_linear_iter, differentiable=False)
         return implicit_hypergradient(bound, hparams, params, inner_data,
-                                      outer_data, CG(maxiter=max_linear_iter),
-                                      adjoint, tol)
+                                      outer_data, solver, adjoint, tol)
 
     options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
     return {name: jax.jit(fun, compiler_options=options) for name, fun in (

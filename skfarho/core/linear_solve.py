@@ -28,15 +28,55 @@ class CG:
 
     Warm started from ``x0`` (the previous outer step's solution). Stops at
     relative residual ``tol`` or after ``maxiter`` iterations.
+
+    ``differentiable=True`` uses :func:`jax.scipy.sparse.linalg.cg`, whose
+    solution can itself be differentiated (``custom_linear_solve``, which traces
+    ``matvec`` several times); ``False`` runs a plain ``while_loop`` that traces
+    it once, cheaper to compile when nothing differentiates the solve (the
+    implicit hypergradient never does).
     """
 
     maxiter: int = 500
+    differentiable: bool = True
 
     def __call__(self, matvec: MatVec, b: PyTree, x0: PyTree = None, tol=1e-6):
+        if not self.differentiable:
+            return _conjugate_gradient(matvec, b, x0, tol, self.maxiter)
         solution, _ = jax.scipy.sparse.linalg.cg(
             matvec, b, x0=x0, tol=tol, maxiter=self.maxiter
         )
         return solution
+
+
+def _conjugate_gradient(matvec, b, x0, tol, maxiter):
+    """Textbook CG on flattened pytrees in a ``while_loop``."""
+    flat_b, unravel = ravel_pytree(b)
+    x = jnp.zeros_like(flat_b) if x0 is None else ravel_pytree(x0)[0]
+
+    def flat_matvec(v):
+        return ravel_pytree(matvec(unravel(v)))[0]
+
+    residual = flat_b - flat_matvec(x)
+    squared = jnp.vdot(residual, residual)
+    bound = (tol * jnp.linalg.norm(flat_b)) ** 2
+
+    def keep_going(state):
+        _, _, _, squared, k = state
+        return (squared > bound) & (k < maxiter)
+
+    def iteration(state):
+        x, residual, direction, squared, k = state
+        product = flat_matvec(direction)
+        step = squared / jnp.vdot(direction, product)
+        x = x + step * direction
+        residual = residual - step * product
+        new_squared = jnp.vdot(residual, residual)
+        direction = residual + (new_squared / squared) * direction
+        return x, residual, direction, new_squared, k + 1
+
+    state = (x, residual, residual, squared, 0)
+    x, *_ = jax.lax.while_loop(keep_going, iteration, state)
+    return unravel(x)
 
 
 def _largest_eigenvalue(matvec: MatVec, b: PyTree, iterations: int) -> jax.Array:
