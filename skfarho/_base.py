@@ -116,7 +116,7 @@ class GradientHOEstimator(BaseEstimator):
                  hypergradient="implicit", hyper_interval=10,
                  validation_fraction=0.25, cv=None,
                  outer_steps=50, outer_optimizer="auto", outer_learning_rate=0.2,
-                 tol=1e-4, n_iter_no_change=3, hyper_penalty=0.0, inner_steps=200,
+                 tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
                  inner_optimizer="gd", learning_rate="auto", inner_tol=1e-6,
                  refit=True, random_state=None, verbose=0):
         self.learn = learn

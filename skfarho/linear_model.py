@@ -92,7 +92,7 @@ optax.GradientTransformation, default="auto"
     tol : float, default=1e-4
         Relative improvement of the validation loss below which a step counts
         as no improvement.
-    n_iter_no_change : int, default=3
+    n_iter_no_change : int, default=5
         Stop after this many outer steps without improvement; the
         hyperparameters with the lowest validation loss are kept.
     hyper_penalty : float, default=0.0
