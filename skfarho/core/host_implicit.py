@@ -160,7 +160,8 @@ class HostImplicit:
         else:
             init = warm_start.params
         flat = _Flat(init)
-        value_and_grad = host_programs(problem)["inner_value_and_grad"]
+        value_and_grad = host_programs(problem, self.max_linear_iter)[
+            "inner_value_and_grad"]
         inner_data = jax.device_put(inner_data)
 
         last = {}
