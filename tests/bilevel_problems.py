@@ -132,3 +132,15 @@ def tree_dot(a, b):
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a),
                                               jax.tree_util.tree_leaves(b),
                                               strict=True))
+
+
+def implicit_reference(problem, data):
+    """The outer objective at the exact inner minimizer (Newton), for FD checks."""
+    inner, outer = data
+
+    def reference(h):
+        params = newton_minimize(lambda w: problem.inner_loss(w, h, *inner),
+                                 problem.init_params(h))
+        return problem.outer_loss(params, h, *outer)
+
+    return reference

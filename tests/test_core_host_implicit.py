@@ -10,11 +10,11 @@ import optax
 import pytest
 from bilevel_problems import (
     central_difference,
+    implicit_reference,
     init_params,
     make_data,
     make_hparams,
     make_problem,
-    newton_minimize,
     random_direction,
     tree_dot,
 )
@@ -39,17 +39,12 @@ def _implicit_hparams(kind, rng):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_host_implicit_matches_finite_differences(kind, rng):
-    inner, outer = make_data(kind, rng)
+    data = make_data(kind, rng)
     problem = make_problem(kind)
     hparams = _implicit_hparams(kind, rng)
-    result = HostImplicit(tol=1e-11)(problem, hparams, inner, outer)
+    result = HostImplicit(tol=1e-11)(problem, hparams, *data)
     assert bool(result.finite)
-
-    @jax.jit
-    def reference(h):
-        params = newton_minimize(lambda w: problem.inner_loss(w, h, *inner),
-                                 problem.init_params(h))
-        return problem.outer_loss(params, h, *outer)
+    reference = jax.jit(implicit_reference(problem, data))
 
     for _ in range(3):
         direction = random_direction(hparams, rng)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from bilevel_problems import (
     central_difference,
+    implicit_reference,
     make_data,
     make_hparams,
     make_problem,
-    newton_minimize,
     random_direction,
     tree_dot,
 )
@@ -53,18 +53,6 @@ def test_unrolled_methods_match_finite_differences(kind, optimizer, method, rng)
     _check_directional(method, problem, hparams, data, reference, rng)
 
 
-def _implicit_reference(problem, data):
-    inner, outer = data
-
-    def reference(h):
-        params = newton_minimize(
-            lambda w: problem.inner_loss(w, h, *inner), problem.init_params(h)
-        )
-        return problem.outer_loss(params, h, *outer)
-
-    return reference
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("solver", [CG(), Cholesky()], ids=repr)
 def test_implicit_matches_finite_differences(kind, solver, rng):
@@ -74,7 +62,7 @@ def test_implicit_matches_finite_differences(kind, solver, rng):
     hparams.pop("log_lr")  # the implicit method knows no learning rate
     method = Implicit(linear_solver=solver, tol=1e-12)
     _check_directional(method, problem, hparams, data,
-                       _implicit_reference(problem, data), rng)
+                       implicit_reference(problem, data), rng)
 
 
 def test_implicit_ridge_matches_closed_form(rng):
@@ -190,7 +178,7 @@ def test_outer_loss_with_explicit_hyperparameter_term(method, rng):
     hparams = make_hparams("binary", rng)
     if isinstance(method, Implicit):
         hparams.pop("log_lr")
-        reference = _implicit_reference(problem, data)
+        reference = implicit_reference(problem, data)
     else:
         def reference(h):
             return unrolled_objective(problem, h, *data)[0]
