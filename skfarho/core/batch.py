@@ -91,10 +91,8 @@ class Batched:
             xp.all(results.finite),
         )
 
-    def init_warm_start(self, problem, hparams, inner_data, *, fixed=None):
+    def init_warm_start(self, problem, hparams, inner_data):
         """One warm start per problem of the batch (leading batch axis)."""
-        if fixed:  # a host-side method sees the fixed hyperparameters apart
-            hparams = {**hparams, **fixed}
 
         def one(inner):
             return self.method.init_warm_start(problem, hparams, inner)
