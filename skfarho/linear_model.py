@@ -63,8 +63,10 @@ _PARAMETERS_DOC = """
     hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \
 default="implicit"
         ``"implicit"`` (HOAG: SciPy's L-BFGS-B to a tightening tolerance, then
-        conjugate gradient, both on small jitted JAX functions, see
-        :class:`~skfarho.core.HostImplicit`) differentiates the exact minimizer;
+        conjugate gradient on small jitted JAX functions on CPU,
+        :class:`~skfarho.core.HostImplicit`; the traced
+        :class:`~skfarho.core.Implicit` on accelerators) differentiates the
+        exact minimizer;
         ``"reverse"`` and ``"forward"`` differentiate ``inner_steps`` steps of
         ``inner_optimizer``; the online ``"rtho"`` (forward) and ``"trho"``
         (truncated reverse) keep training across outer steps and update the

@@ -17,7 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skfarho import DivergenceError, HOLogisticRegression, HORidge
+from skfarho import DivergenceError, HOLogisticRegression, HORidge, _base
+from skfarho.core import CG, Batched, Implicit
 
 pytestmark = pytest.mark.no_x64
 
@@ -62,6 +63,27 @@ def test_ridge_oracle_without_learning():
     ref = Ridge(alpha=7.0).fit(X, y)
     np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-6, atol=1e-4)
     assert ours.intercept_ == pytest.approx(ref.intercept_, abs=1e-4)
+
+
+@pytest.mark.parametrize("learn", [("alpha",), ("feature_alpha",)])
+def test_traced_implicit_path_matches_host(monkeypatch, cancer, learn):
+    """On accelerators the estimators run the traced Implicit (one XLA program per
+    outer step) instead of HostImplicit; both must learn the same model."""
+    X, y = cancer
+    params = {"learn": learn, "random_state": 0, "outer_steps": 8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        host = HOLogisticRegression(**params).fit(X, y)
+        monkeypatch.setattr(_base, "_method", lambda name, interval=10: Batched(
+            Implicit(CG(maxiter=200))))
+        traced = HOLogisticRegression(**params).fit(X, y)
+    # the inner solvers differ (optax L-BFGS in the program, SciPy's L-BFGS-B on
+    # the host) and the early outer steps use loose tolerances: close, not equal
+    np.testing.assert_allclose(traced.validation_loss_curve_,
+                               host.validation_loss_curve_, rtol=3e-3)
+    np.testing.assert_allclose(traced.alpha_, host.alpha_, rtol=0.1)
+    np.testing.assert_allclose(traced.predict_proba(X), host.predict_proba(X),
+                               atol=1e-2)
 
 
 def test_learned_attributes_and_shapes(cancer):
