@@ -28,7 +28,7 @@ import scipy.optimize
 
 from skfarho.core.implicit import ImplicitWarmStart, implicit_hypergradient
 from skfarho.core.linear_solve import CG
-from skfarho.core.problem import BilevelProblem, HypergradResult
+from skfarho.core.problem import HypergradResult, bind_fixed
 
 PyTree = Any
 
@@ -40,10 +40,6 @@ PyTree = Any
 # compiled a third faster but ran 40-50% slower.
 _FAST_COMPILE = {"xla_backend_optimization_level": 2,
                  "xla_cpu_parallel_codegen_split_count": 1}
-
-
-def _merge(hparams, fixed):
-    return {**hparams, **fixed} if fixed else hparams
 
 
 @functools.lru_cache(maxsize=64)
@@ -59,19 +55,13 @@ def host_programs(problem, max_linear_iter=200):
     """
 
     def inner_value_and_grad(params, hparams, fixed, inner_data):
-        return jax.value_and_grad(problem.inner_loss)(
-            params, _merge(hparams, fixed), *inner_data)
+        bound = bind_fixed(problem, fixed)
+        return jax.value_and_grad(bound.inner_loss)(params, hparams, *inner_data)
 
     def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
-        bound = BilevelProblem(
-            inner_loss=lambda w, h, *data: problem.inner_loss(w, _merge(h, fixed),
-                                                              *data),
-            outer_loss=lambda w, h, *data: problem.outer_loss(w, _merge(h, fixed),
-                                                              *data),
-            init_params=problem.init_params)
         solver = CG(max_linear_iter, differentiable=False)
-        return implicit_hypergradient(bound, hparams, params, inner_data,
-                                      outer_data, solver, adjoint, tol)
+        return implicit_hypergradient(bind_fixed(problem, fixed), hparams, params,
+                                      inner_data, outer_data, solver, adjoint, tol)
 
     options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
     return {name: jax.jit(fun, compiler_options=options) for name, fun in (
@@ -156,7 +146,7 @@ class HostImplicit:
         fixed = {} if fixed is None else fixed
         tol = self.tol if tol is None else float(tol)
         if warm_start is None:
-            init = problem.init_params(_merge(hparams, fixed))
+            init = bind_fixed(problem, fixed).init_params(hparams)
         else:
             init = warm_start.params
         flat = _Flat(init)

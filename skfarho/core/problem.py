@@ -112,3 +112,26 @@ def make_result(value, grad, params, warm_start=None) -> HypergradResult:
     return HypergradResult(
         value, grad, params, warm_start, tree_all_finite(value, grad, params)
     )
+
+
+def bind_fixed(problem, fixed):
+    """The problem whose functions see ``{**hparams, **fixed}``.
+
+    ``fixed`` holds hyperparameters the losses and dynamics read but that are not
+    learned (so no hypergradient is computed for them). Called inside a traced
+    function, ``fixed`` stays a traced argument: changing its values does not
+    recompile.
+    """
+    if not fixed:
+        return problem
+
+    def merge(hparams):
+        return {**hparams, **fixed}
+
+    return BilevelProblem(
+        inner_loss=lambda w, h, *data: problem.inner_loss(w, merge(h), *data),
+        outer_loss=lambda w, h, *data: problem.outer_loss(w, merge(h), *data),
+        init_params=lambda h: problem.init_params(merge(h)),
+        optimizer=lambda h: problem.optimizer(merge(h)),
+        num_steps=problem.num_steps,
+    )
