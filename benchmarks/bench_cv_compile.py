@@ -108,8 +108,8 @@ def _cache_state(previous_lookups):
         estimator = _pipeline()[-1]
         estimator.classes_ = [0, 1]  # the binary problem, without fitting
         # the programs of the estimator's default hypergradient="implicit"
-        programs = host_programs(estimator._problem(),
-                                 HostImplicit().max_linear_iter)
+        programs = host_programs(estimator._problem(estimator._objective()),
+                                 HostImplicit().linear_solver)
         state["inner._cache_size"] = programs["inner_value_and_grad"]._cache_size()
         state["hypergradient._cache_size"] = programs["hypergradient"]._cache_size()
     except Exception as error:  # private API changed: report, do not fail

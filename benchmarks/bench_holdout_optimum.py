@@ -9,7 +9,7 @@ reaches the minimum of the validation loss over ``alpha``:
 - each seed draws a stratified 75/25 train/validation split of the data set's
   training rows (standardized with the training statistics);
 - skfarho fits with ``X_val``/``y_val`` given, so it optimizes exactly that
-  holdout loss; its best validation loss is ``min(validation_loss_curve_)``;
+  holdout loss; its best validation loss is ``min(objective_curve_)``;
 - the reference is a fine scan: ``LogisticRegression(C=1/alpha)`` (the same
   objective) for 41 values of ``alpha`` in ``[1e-4, 1e4]``, validation
   log-loss of each, then a golden-section refinement around the best.
@@ -86,7 +86,7 @@ def run_one(name, seed, extra_params=None):
         start = time.perf_counter()
         model = HOLogisticRegression(**params).fit(X, y, X_val=X_val, y_val=y_val)
         seconds = time.perf_counter() - start
-    loss = float(np.min(model.validation_loss_curve_))
+    loss = float(np.min(model.objective_curve_))
     gap = (loss - loss_star) / loss_star
     return {"dataset": name, "seed": seed, "scan_alpha": alpha_star,
             "scan_loss": loss_star, "alpha": float(model.alpha_[0]),

@@ -29,9 +29,8 @@ from sklearn.datasets import load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-import skfarho._base as base
 from skfarho import HOLogisticRegression
-from skfarho.core import CG, Batched, Implicit
+from skfarho.core import CG, HostImplicit, Implicit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,24 +47,24 @@ def datasets(large):
         yield "synthetic_50000x1000", X, y
 
 
-def traced_method(name, hyper_interval=10):
-    return Batched(Implicit(CG(maxiter=200)))
+METHODS = {"host": HostImplicit(max_inner_iter=2000),
+           "traced": Implicit(CG(maxiter=200), max_inner_iter=2000)}
 
 
-def measure(X, y, repeats):
+def measure(X, y, repeats, method):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         start = time.perf_counter()
-        model = HOLogisticRegression(random_state=0).fit(X, y)
+        model = HOLogisticRegression(random_state=0, hypergradient=method).fit(X, y)
         first = time.perf_counter() - start
         runs = []
         for _ in range(repeats):
             start = time.perf_counter()
-            model = HOLogisticRegression(random_state=0).fit(X, y)
+            model = HOLogisticRegression(random_state=0, hypergradient=method).fit(X, y)
             runs.append(time.perf_counter() - start)
     return {"first_fit_s": first, "warm_s": statistics.median(runs), "runs": runs,
             "alpha": float(model.alpha_[0]), "n_iter": int(model.n_iter_),
-            "best_validation_loss": float(np.min(model.validation_loss_curve_))}
+            "best_validation_loss": float(np.min(model.objective_curve_))}
 
 
 def main(argv=None):
@@ -75,17 +74,12 @@ def main(argv=None):
                         help="add a 50000 x 1000 problem (for accelerators)")
     parser.add_argument("--output", type=Path, default=RESULTS / "host_vs_traced.json")
     args = parser.parse_args(argv)
-    host_method = base._method
     rows = []
     for name, X, y in datasets(args.large):
         X = StandardScaler().fit_transform(X)
         row = {"dataset": name, "shape": list(X.shape)}
-        for label, method in (("host", host_method), ("traced", traced_method)):
-            base._method = method
-            try:
-                row[label] = measure(X, y, args.repeats)
-            finally:
-                base._method = host_method
+        for label, method in METHODS.items():
+            row[label] = measure(X, y, args.repeats, method)
         rows.append(row)
         print(json.dumps(row), flush=True)
     lines = ["| data set | method | first fit (s) | warm fit (s) | alpha | outer steps "

@@ -176,7 +176,7 @@ def run_method(method, data, args):
         estimator = make_estimator(method, args, budget(method, args), alpha0)
         seconds = fit(estimator, data)
         timeline = getattr(estimator, "timeline_", [])
-        curve = np.asarray(estimator.validation_loss_curve_, dtype=float)
+        curve = np.asarray(estimator.objective_curve_, dtype=float)
         if len(timeline) == len(curve) and len(curve):
             times = np.array([entry[0] for entry in timeline])
             log_alpha = np.array([entry[2] for entry in timeline])
@@ -529,7 +529,7 @@ def main(argv=None):
             "time_to_target_s": "seconds from the outer loop's start to the end "
             "of the first step whose alpha reaches the target (warm: compilation "
             "excluded); median over repeats",
-            "reported_*": "the same on the method's own validation_loss_curve_",
+            "reported_*": "the same on the method's own objective_curve_",
             "test_loss_at_target": "method's own final fit (learn=()) at that "
             "alpha on the inner-training rows; exact_test_loss_at_target: the "
             "exact minimizer's",

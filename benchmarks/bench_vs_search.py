@@ -31,6 +31,11 @@ ones. Output: JSON, a markdown table (printed, and stored in the JSON) and a
 plot of test loss against wall time. HOAG's published figures are added as
 quoted rows, never mixed with measurements.
 
+The data sets, the split, ``grid``, the skfarho estimators, the timed fit, the
+test metrics and the table and plot helpers are :mod:`skfarho._comparison`'s,
+shared with the main job (``python -m skfarho``); every child imports it (and so
+skfarho and JAX) inside its timed imports.
+
 Usage::
 
     python benchmarks/bench_vs_search.py                   # all data sets
@@ -55,20 +60,17 @@ from pathlib import Path
 
 from machine import machine_info
 
+# skfarho._comparison (data sets, grid, metrics, tables) is imported inside the
+# functions, so that a child times it with the other imports
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKER = "BENCH_RESULT "
-GRID_SIZE = 30  # values of C (or alpha) in [1e-4, 1e4], as in the issue
-GRID_CV = 5
-TEST_SIZE = 0.25
 SEED = 0
 
-DATASETS = ("breast_cancer", "wine", "digits", "binary_digits", "diabetes",
-            "synthetic", "digits_noisy")
-QUICK_DATASETS = ("breast_cancer", "wine")
-REGRESSION = ("diabetes",)
 NOISY = ("digits_noisy",)
+DATASETS = ("breast_cancer", "wine", "digits", "binary_digits", "diabetes",
+            "synthetic", *NOISY)  # skfarho._comparison.DATASETS and the noisy one
+QUICK_DATASETS = ("breast_cancer", "wine")
 CLEAN_VALIDATION = 0.2  # of the training split, kept clean (hyper-cleaning)
-LEARN = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
 HYPERGRADIENTS = ("implicit", "reverse", "forward", "rtho", "trho")
 BASELINES = ("grid", "lrcv", "grid-clean")
 DEFAULT_METHODS = ("grid", "lrcv", "ho-alpha-implicit", "ho-feature_alpha-implicit")
@@ -97,9 +99,11 @@ def known_methods():
     Learning rates need an unrolled or online hypergradient, so
     ``ho-learning_rate-implicit`` is not generated.
     """
+    from skfarho._comparison import LEARN, unrolled_only
+
     names = list(BASELINES)
     for learn, hypergradient in itertools.product(LEARN, HYPERGRADIENTS):
-        if learn == "learning_rate" and hypergradient == "implicit":
+        if unrolled_only((learn,)) and hypergradient == "implicit":
             continue
         names.append(f"ho-{learn}-{hypergradient}")
     return names
@@ -110,6 +114,8 @@ def parse_method(name):
 
     ``kind`` is the name itself for the baselines and ``"ho"`` otherwise.
     """
+    from skfarho._comparison import LEARN, unrolled_only
+
     if name in BASELINES:
         return name, None, None
     parts = name.split("-")
@@ -124,8 +130,9 @@ def parse_method(name):
     if parts[2] not in HYPERGRADIENTS:
         raise ValueError(f"{name!r}: hypergradient must be one of "
                          f"{', '.join(HYPERGRADIENTS)}")
-    if "learning_rate" in learn and parts[2] == "implicit":
-        raise ValueError(f"{name!r}: learning_rate needs an unrolled hypergradient")
+    unrolled = unrolled_only(learn)
+    if unrolled and parts[2] == "implicit":
+        raise ValueError(f"{name!r}: {unrolled[0]} needs an unrolled hypergradient")
     return "ho", learn, parts[2]
 
 
@@ -160,14 +167,16 @@ def methods_for(dataset, methods, explicit):
 
 def describe(method, task):
     """A human-readable description of a method."""
+    from skfarho._comparison import GRID, GRID_CV
+
     kind, learn, hypergradient = parse_method(method)
-    grid = f"{GRID_SIZE} values x {GRID_CV}-fold, n_jobs=-1"
+    grid = f"{len(GRID)} values x {GRID_CV}-fold, n_jobs=-1"
     if task == "regression":
         return {"grid": f"GridSearchCV(Ridge), {grid}",
-                "lrcv": f"RidgeCV(alphas={GRID_SIZE} values, efficient LOO)"}.get(
+                "lrcv": f"RidgeCV(alphas={len(GRID)} values, efficient LOO)"}.get(
             method, f"HORidge(learn={'+'.join(learn or ())}, {hypergradient})")
     return {"grid": f"GridSearchCV(LogisticRegression), {grid}",
-            "lrcv": f"LogisticRegressionCV(Cs={GRID_SIZE}, cv={GRID_CV}, "
+            "lrcv": f"LogisticRegressionCV(Cs={len(GRID)}, cv={GRID_CV}, "
             "n_jobs=-1)",
             "grid-clean": "GridSearchCV(LogisticRegression) on the clean labels"}.get(
         method, f"HOLogisticRegression(learn={'+'.join(learn or ())}, "
@@ -191,34 +200,15 @@ def load_split(name, flip_fraction=0.4):
     flipped rows.
     """
     import numpy as np
-    from sklearn.datasets import (
-        load_breast_cancer,
-        load_diabetes,
-        load_digits,
-        load_wine,
-        make_classification,
-    )
     from sklearn.model_selection import train_test_split
 
-    if name == "synthetic":
-        X, y = make_classification(n_samples=2000, n_features=500, n_informative=20,
-                                   random_state=SEED)
-    elif name in ("digits", "binary_digits", "digits_noisy"):
-        X, y = load_digits(return_X_y=True)
-        if name == "binary_digits":
-            y = (y >= 5).astype(int)
-    else:
-        loader = {"breast_cancer": load_breast_cancer, "wine": load_wine,
-                  "diabetes": load_diabetes}[name]
-        X, y = loader(return_X_y=True)
-    task = "regression" if name in REGRESSION else "classification"
-    X = np.asarray(X, dtype=np.float64)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=TEST_SIZE, random_state=SEED,
-        stratify=y if task == "classification" else None)
-    data = {"name": name, "task": task, "X_train": X_train, "X_test": X_test,
-            "y_train": y_train, "y_test": y_test, "y_train_clean": y_train,
-            "flipped": None}
+    from skfarho._comparison import load_dataset, train_test
+
+    dataset = load_dataset("digits" if name in NOISY else name, SEED)
+    X_train, X_test, y_train, y_test = train_test(dataset, SEED)
+    data = {"name": name, "task": dataset.task, "X_train": X_train,
+            "X_test": X_test, "y_train": y_train, "y_test": y_test,
+            "y_train_clean": y_train, "flipped": None}
     if name in NOISY:
         X_noisy, X_clean, y_noisy, y_clean = train_test_split(
             X_train, y_train, test_size=CLEAN_VALIDATION, random_state=SEED,
@@ -243,7 +233,10 @@ def load_split(name, flip_fraction=0.4):
 
 # ---- inside a child process -------------------------------------------------
 def import_for(kind):
-    """Import what a method needs (timed by the cold child)."""
+    """Import what a method needs (timed by the cold child).
+
+    Every kind imports :mod:`skfarho._comparison`, and so skfarho and JAX.
+    """
     import numpy  # noqa: F401
     import sklearn.linear_model  # noqa: F401
     import sklearn.metrics  # noqa: F401
@@ -251,10 +244,10 @@ def import_for(kind):
     import sklearn.pipeline  # noqa: F401
     import sklearn.preprocessing  # noqa: F401
 
+    import skfarho._comparison  # noqa: F401
+
     if kind == "ho":
         import jax  # noqa: F401
-
-        import skfarho  # noqa: F401
 
 
 def _new_kwargs(cls, **wanted):
@@ -271,83 +264,49 @@ def build(method, task, extra_params, max_iter, validation_fold=None):
     With ``validation_fold`` (hyper-cleaning), every method but ``grid-clean``
     validates on the rows it marks (``PredefinedSplit``).
     """
-    import numpy as np
-    from sklearn.linear_model import (
-        LogisticRegression,
-        LogisticRegressionCV,
-        Ridge,
-        RidgeCV,
-    )
-    from sklearn.model_selection import GridSearchCV, PredefinedSplit
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import PredefinedSplit
 
-    grid = np.logspace(-4, 4, GRID_SIZE)
+    from skfarho._comparison import (
+        GRID,
+        GRID_CV,
+        grid_search,
+        ho_estimator,
+        in_pipeline,
+    )
+
     kind, learn, hypergradient = parse_method(method)
     cv = GRID_CV
     if validation_fold is not None and kind != "grid-clean":
         cv = PredefinedSplit(validation_fold)
     if kind == "ho":
-        from skfarho import HOLogisticRegression, HORidge
-
-        cls = HORidge if task == "regression" else HOLogisticRegression
         params = {"learn": learn, "hypergradient": hypergradient,
                   "random_state": SEED, **extra_params}
         if validation_fold is not None:
             params["cv"] = cv
-        model = cls(**params)
-    elif task == "regression":
-        if kind == "grid":
-            model = GridSearchCV(Ridge(), {"alpha": grid}, cv=cv, n_jobs=-1,
-                                 scoring="neg_mean_squared_error")
-        else:
-            model = RidgeCV(alphas=grid)
+        model = ho_estimator(task, **params)
     elif kind in ("grid", "grid-clean"):
-        model = GridSearchCV(LogisticRegression(max_iter=max_iter), {"C": grid},
-                             cv=cv, n_jobs=-1, scoring="neg_log_loss")
+        model = grid_search(task, cv, max_iter)
+    elif task == "regression":
+        model = RidgeCV(alphas=GRID)
     else:
         model = LogisticRegressionCV(
-            Cs=GRID_SIZE, cv=cv, n_jobs=-1, scoring="neg_log_loss",
+            Cs=len(GRID), cv=cv, n_jobs=-1, scoring="neg_log_loss",
             max_iter=max_iter, **_new_kwargs(LogisticRegressionCV, l1_ratios=(0.0,),
                                              use_legacy_attributes=False))
-    return make_pipeline(StandardScaler(), model)
-
-
-def fit_timed(model, X, y):
-    """Fit; return seconds and the warnings raised (category: message)."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        start = time.perf_counter()
-        model.fit(X, y)
-        seconds = time.perf_counter() - start
-    notes = sorted({f"{w.category.__name__}: {str(w.message)[:200]}"
-                    for w in caught})
-    return seconds, notes
+    return in_pipeline(model)
 
 
 def evaluate(model, data, method):
     """Test metrics, selected hyperparameters and (cleaning) the weights' AUC."""
     import numpy as np
-    from sklearn.metrics import (
-        accuracy_score,
-        log_loss,
-        mean_squared_error,
-        r2_score,
-        roc_auc_score,
-    )
+    from sklearn.metrics import roc_auc_score
 
-    X_test, y_test = data["X_test"], data["y_test"]
+    from skfarho._comparison import evaluate as test_metrics
+
     out = {}
-    if data["task"] == "classification":
-        proba = model.predict_proba(X_test)
-        out["loss"] = float(log_loss(y_test, proba, labels=model.classes_))
-        out["score"] = float(accuracy_score(y_test, model.predict(X_test)))
-    else:
-        prediction = model.predict(X_test)
-        out["loss"] = float(mean_squared_error(y_test, prediction))
-        out["score"] = float(r2_score(y_test, prediction))
+    out["loss"], out["score"] = test_metrics(model, data["X_test"], data["y_test"],
+                                             data["task"])
     last = model[-1]
     kind = parse_method(method)[0]
     if kind == "ho":
@@ -358,8 +317,8 @@ def evaluate(model, data, method):
                            "learning_rate": float(last.learning_rate_),
                            "n_iter": int(last.n_iter_),
                            "final_validation_loss": float(
-                               last.validation_loss_curve_[-1])
-                           if len(last.validation_loss_curve_) else None}
+                               last.objective_curve_[-1])
+                           if len(last.objective_curve_) else None}
         weights = np.asarray(last.sample_weight_)
         if data["flipped"] is not None and np.ptp(weights[np.isfinite(weights)]) > 0:
             used = np.isfinite(weights)
@@ -384,6 +343,8 @@ def child(spec):
     method, mode = spec["method"], spec["mode"]
     kind = parse_method(method)[0]
     import_for(kind)
+    from skfarho._comparison import fit_timed
+
     result = {"dataset": spec["dataset"], "method": method, "mode": mode,
               "import_s": time.perf_counter() - start}
     data = load_split(spec["dataset"], spec["flip_fraction"])
@@ -393,20 +354,19 @@ def child(spec):
         return build(method, data["task"], spec["extra_params"], spec["max_iter"],
                      data.get("validation_fold"))
 
+    def timed(model):
+        return fit_timed(model, data["X_train"], y_fit, max_chars=200)
+
     try:
+        model = fresh()
         if mode == "cold":
-            model = fresh()
-            result["seconds"], result["warnings"] = fit_timed(model, data["X_train"],
-                                                              y_fit)
+            result["seconds"], result["warnings"] = timed(model)
         else:
-            model = fresh()
-            result["first_fit_s"], result["warnings"] = fit_timed(
-                model, data["X_train"], y_fit)
+            result["first_fit_s"], result["warnings"] = timed(model)
             result["runs"] = []
             for _ in range(spec["repeats"]):
                 model = fresh()
-                seconds, _ = fit_timed(model, data["X_train"], y_fit)
-                result["runs"].append(seconds)
+                result["runs"].append(timed(model)[0])
             result["seconds"] = statistics.median(result["runs"])
         result.update(evaluate(model, data, method))
     except Exception as error:  # report, let the parent go on
@@ -468,12 +428,12 @@ def _fmt(value, spec):
 
 def markdown(rows, datasets):
     """The results table (and the hyper-cleaning accuracy gaps) in markdown."""
-    lines = [
-        "| dataset | method | warm time (s) | cold time (s) | test log-loss "
-        "(MSE for regression) | accuracy (R²) | ratio to GridSearchCV time "
-        "(warm / cold) | AUC (cleaning) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    from skfarho._comparison import REGRESSION, render_table
+
+    header = ["dataset", "method", "warm time (s)", "cold time (s)",
+              "test log-loss (MSE for regression)", "accuracy (R²)",
+              "ratio to GridSearchCV time (warm / cold)", "AUC (cleaning)"]
+    cells = []
     for name in datasets:
         mine = [row for row in rows if row["dataset"] == name]
         grid = next((row for row in mine if row["method"] == "grid"), None)
@@ -481,27 +441,25 @@ def markdown(rows, datasets):
         for row in mine:
             warm, cold = row.get("warm_s"), row.get("cold_s")
             if row.get("error"):
-                lines.append(f"| {name} | {row['method']} | error: "
-                             f"{row['error'][:80]} | | | | | |")
+                cells.append([name, row["method"], f"error: {row['error'][:80]}",
+                              "", "", "", "", ""])
                 continue
             ratio = "—"
             if grid and grid.get("warm_s") and warm is not None:
                 ratio = f"{warm['median'] / grid['warm_s']['median']:.2f}"
                 if cold and grid.get("cold_s"):
                     ratio += f" / {cold['median'] / grid['cold_s']['median']:.2f}"
-            lines.append(
-                f"| {name} | {row['method']} | "
-                f"{_fmt(warm and warm['median'], '.3f')} | "
-                f"{_fmt(cold and cold['median'], '.2f')} | "
-                f"{_fmt(row.get('loss'), '.1f' if regression else '.4f')} | "
-                f"{_fmt(row.get('score'), '.4f')} | {ratio} | "
-                f"{_fmt(row.get('auc'), '.3f')} |")
+            cells.append([name, row["method"], _fmt(warm and warm["median"], ".3f"),
+                          _fmt(cold and cold["median"], ".2f"),
+                          _fmt(row.get("loss"), ".1f" if regression else ".4f"),
+                          _fmt(row.get("score"), ".4f"), ratio,
+                          _fmt(row.get("auc"), ".3f")])
         for quoted in QUOTED:
             if quoted["dataset"] == name:
-                lines.append(
-                    f"| {name} | *{quoted['method']}* | "
-                    f"*{_fmt(quoted['seconds'], '.2f')}* | — | "
-                    f"*{quoted['loss']:.3f}* | — | — | — |")
+                cells.append([name, f"*{quoted['method']}*",
+                              f"*{_fmt(quoted['seconds'], '.2f')}*", "—",
+                              f"*{quoted['loss']:.3f}*", "—", "—", "—"])
+    lines = [render_table(header, cells, numeric=range(2, 8), markdown=True)]
     lines.append("")
     lines.append("Times are medians (warm: same process after an untimed fit; "
                  "cold: fresh process, imports excluded). Rows in italics marked "
@@ -511,25 +469,28 @@ def markdown(rows, datasets):
     reference = next((row for row in cleaning if row["method"] == "grid-clean"
                       and row.get("score") is not None), None)
     if reference:
+        gaps = [[row["dataset"], row["method"], f"{row['score']:.4f}",
+                 f"{row['score'] - reference['score']:+.4f}"]
+                for row in cleaning
+                if row.get("score") is not None and row is not reference]
         lines += ["", "Hyper-cleaning: test accuracy gap to GridSearchCV on the "
                   "clean labels (accuracy "
                   f"{reference['score']:.4f}):", "",
-                  "| dataset | method | accuracy | gap |", "|---|---|---:|---:|"]
-        for row in cleaning:
-            if row.get("score") is not None and row is not reference:
-                lines.append(f"| {row['dataset']} | {row['method']} | "
-                             f"{row['score']:.4f} | "
-                             f"{row['score'] - reference['score']:+.4f} |")
+                  render_table(["dataset", "method", "accuracy", "gap"], gaps,
+                               numeric={2, 3}, markdown=True)]
     return "\n".join(lines)
 
 
 def save_plot(rows, datasets, path):
     """Test loss against wall time, one panel per data set (log time axis)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib import ticker
+
+    from skfarho._comparison import (
+        REGRESSION,
+        label_panel,
+        new_figure,
+        save_figure,
+    )
 
     datasets = [name for name in datasets
                 if any(r["dataset"] == name and r.get("loss") is not None
@@ -538,11 +499,8 @@ def save_plot(rows, datasets, path):
         return
     methods = sorted({row["method"] for row in rows})
     colors = {method: f"C{index % 10}" for index, method in enumerate(methods)}
-    columns = min(3, len(datasets))
-    n_rows = -(-len(datasets) // columns)
-    fig, axes = plt.subplots(n_rows, columns, figsize=(5.2 * columns, 4 * n_rows),
-                             squeeze=False)
-    for ax, name in zip(axes.flat, datasets, strict=False):
+    fig, axes = new_figure(len(datasets), columns=3, panel_size=(5.2, 4))
+    for ax, name in zip(axes, datasets, strict=True):
         for row in rows:
             if row["dataset"] != name or row.get("loss") is None:
                 continue
@@ -573,17 +531,10 @@ def save_plot(rows, datasets, path):
             ax.xaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
         else:
             ax.xaxis.set_minor_formatter(ticker.NullFormatter())
-        ax.set_title(name)
-        ax.set_xlabel("fit wall time (s): filled warm, hollow cold")
-        ax.set_ylabel("test MSE" if name in REGRESSION else "test log-loss")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="x-small")
-    for ax in list(axes.flat)[len(datasets):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        task = "regression" if name in REGRESSION else "classification"
+        label_panel(ax, name, task, "fit wall time (s): filled warm, hollow cold",
+                    "x-small")
+    save_figure(fig, path, dpi=110)
 
 
 def parse_args(argv=None):
@@ -630,10 +581,7 @@ def parse_args(argv=None):
                         help="PNG path (default benchmarks/results/vs_search.png; "
                         "vs_search_quick.png with --quick)")
     parser.add_argument("--no-plot", action="store_true", help="no plot")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return args
     if not isinstance(args.extra_params, dict):
         parser.error("--extra-params must be a JSON object")
     if args.repeats is None:
@@ -658,10 +606,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     """Run the children, print the table, write the JSON and the plot."""
-    args = parse_args(argv)
-    if args.child:
-        child(json.loads(args.child))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--child"]:  # before any import the child should time
+        child(json.loads(argv[1]))
         return None
+    from skfarho._comparison import GRID, GRID_CV, REGRESSION, TEST_SIZE
+
+    args = parse_args(argv)
     plan = [(name, method) for name in args.datasets
             for method in methods_for(name, args.methods, args.explicit_methods)]
     common = {"repeats": args.repeats, "extra_params": args.extra_params,
@@ -720,7 +671,7 @@ def main(argv=None):
                    "threads": args.threads,
                    "max_iter": args.max_iter, "flip_fraction": args.flip_fraction,
                    "test_size": TEST_SIZE, "seed": SEED,
-                   "grid": f"np.logspace(-4, 4, {GRID_SIZE})", "grid_cv": GRID_CV},
+                   "grid": f"np.logspace(-4, 4, {len(GRID)})", "grid_cv": GRID_CV},
         "machine": machine_info(),
         "notes": {
             "warm_s": "fit wall time of fresh estimators in a process that "

@@ -155,7 +155,7 @@ def main(argv=None):
                                  ("learn='feature_alpha'", per_feature,
                                   per_feature_time)]:
         print(f"{name:<22}{seconds:>8.1f}{model.n_iter_:>13d}"
-              f"{model.validation_loss_curve_.min():>11.4f}"
+              f"{model.objective_curve_.min():>11.4f}"
               f"{log_loss(y_test, model.predict_proba(X_test)):>15.4f}"
               f"{accuracy_score(y_test, model.predict(X_test)):>11.3f}")
 

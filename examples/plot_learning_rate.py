@@ -135,7 +135,7 @@ def main(argv=None):
             warnings.simplefilter("ignore", ConvergenceWarning)  # restarts follow
             model.fit(X_train, y_train)
         seconds = time.perf_counter() - began
-        curve = model[-1].validation_loss_curve_
+        curve = model[-1].objective_curve_
         rates.append(model[-1].learning_rate_)
         curves.append(curve)
         print(f"{restart:>3}{rates[-2]:>12.4g}{rates[-1]:>14.4g}"

@@ -7,7 +7,7 @@ from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 
-from skfarho._problem import binary_log_loss, multinomial_log_loss
+from skfarho.core.models import binary_log_loss, multinomial_log_loss
 
 
 class HOClassifierMixin(ClassifierMixin):

@@ -8,7 +8,10 @@ built-in scikit-learn data set, prints a table (wall time, test loss, test
 score) and saves a plot of test loss against wall time.
 
 Everything lives in small functions so that tests can call :func:`main` with an
-argument list, e.g. ``main(["--dataset", "wine", "--no-plot", "--quiet"])``.
+argument list, e.g. ``main(["--dataset", "wine", "--no-plot", "--quiet"])``. The
+data sets, the competitors, the metrics and the table and plot helpers are
+those of ``benchmarks/bench_vs_search.py``, shared through
+:mod:`skfarho._comparison`.
 """
 
 from __future__ import annotations
@@ -16,54 +19,32 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import warnings
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.datasets import (
-    load_breast_cancer,
-    load_diabetes,
-    load_digits,
-    load_wine,
-    make_classification,
-)
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, log_loss, mean_squared_error, r2_score
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from skfarho._comparison import (
+    GRID,
+    GRID_CV,
+    LEARN,
+    evaluate,
+    fit_timed,
+    grid_search,
+    ho_estimator,
+    in_pipeline,
+    label_panel,
+    load_dataset,
+    new_figure,
+    render_table,
+    save_figure,
+    train_test,
+    unrolled_only,
+)
 from skfarho.core import DivergenceError
-from skfarho.linear_model import HOLogisticRegression, HORidge
 
 DATASETS = ("breast_cancer", "digits", "wine", "diabetes", "synthetic")
 HYPERGRADIENTS = ("implicit", "reverse", "forward")
-LEARNABLE = ("alpha", "feature_alpha", "sample_weight", "learning_rate")
-GRID = np.logspace(-4, 4, 30)
-GRID_CV = 5
 DEFAULT_PLOT = "skfarho_vs_gridsearch.png"
-
-
-class Dataset(NamedTuple):
-    """A built-in data set and its task.
-
-    Attributes
-    ----------
-    name : str
-        One of :data:`DATASETS`.
-    X : ndarray of shape (n_samples, n_features)
-        Features.
-    y : ndarray of shape (n_samples,)
-        Targets.
-    task : {"classification", "regression"}
-        The learning task.
-    """
-
-    name: str
-    X: np.ndarray
-    y: np.ndarray
-    task: str
 
 
 class MethodResult(NamedTuple):
@@ -90,46 +71,13 @@ class MethodResult(NamedTuple):
     selected: str
 
 
-def load_dataset(name, random_state=0):
-    """Load one of the built-in data sets.
-
-    Parameters
-    ----------
-    name : {"breast_cancer", "digits", "wine", "diabetes", "synthetic"}
-        The data set; ``"synthetic"`` is ``make_classification`` with 2000 rows,
-        500 features of which 20 are informative.
-    random_state : int, default=0
-        Seed of the synthetic data set.
-
-    Returns
-    -------
-    Dataset
-        The features, targets and task.
-
-    Examples
-    --------
-    >>> data = load_dataset("wine")
-    >>> data.X.shape, data.task
-    ((178, 13), 'classification')
-    """
-    if name == "synthetic":
-        X, y = make_classification(n_samples=2000, n_features=500, n_informative=20,
-                                   random_state=random_state)
-    else:
-        loader = {"breast_cancer": load_breast_cancer, "digits": load_digits,
-                  "wine": load_wine, "diabetes": load_diabetes}[name]
-        X, y = loader(return_X_y=True)
-    task = "regression" if name == "diabetes" else "classification"
-    return Dataset(name, np.asarray(X, dtype=np.float64), np.asarray(y), task)
-
-
 def _learn_names(text):
     names = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(set(names) - set(LEARNABLE))
+    unknown = sorted(set(names) - set(LEARN))
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown name(s) {', '.join(unknown)}; choose among "
-            f"{', '.join(LEARNABLE)} (comma-separated)")
+            f"{', '.join(LEARN)} (comma-separated)")
     return names
 
 
@@ -176,7 +124,7 @@ def build_parser():
     parser.add_argument("--learn", type=_learn_names, default=("alpha",),
                         metavar="NAMES",
                         help="comma-separated hyperparameters to learn, among "
-                             f"{', '.join(LEARNABLE)} (default: alpha)")
+                             f"{', '.join(LEARN)} (default: alpha)")
     parser.add_argument("--hypergradient", choices=HYPERGRADIENTS,
                         default="implicit",
                         help="hypergradient method (default: %(default)s)")
@@ -207,20 +155,14 @@ def _competitors(args, task):
               "cv": args.cv, "outer_steps": args.outer_steps,
               "random_state": args.random_state, "verbose": 0 if args.quiet else 1}
     learn = ",".join(args.learn) or "()"
-    if task == "classification":
-        ho = HOLogisticRegression(**common)
-        grid = GridSearchCV(LogisticRegression(max_iter=5000), {"C": GRID},
-                            scoring="neg_log_loss", cv=GRID_CV, n_jobs=-1)
-        ho_name = f"skfarho HOLogisticRegression(learn={learn})"
-        grid_name = f"GridSearchCV(LogisticRegression), {len(GRID)} C x {GRID_CV}"
-    else:
-        ho = HORidge(**common)
-        grid = GridSearchCV(Ridge(), {"alpha": GRID},
-                            scoring="neg_mean_squared_error", cv=GRID_CV, n_jobs=-1)
-        ho_name = f"skfarho HORidge(learn={learn})"
-        grid_name = f"GridSearchCV(Ridge), {len(GRID)} alpha x {GRID_CV}"
-    return [(ho_name, make_pipeline(StandardScaler(), ho), _selected_ho),
-            (grid_name, make_pipeline(StandardScaler(), grid), _selected_grid)]
+    ho = ho_estimator(task, **common)
+    grid = grid_search(task, max_iter=5000)
+    ho_name = f"skfarho {type(ho).__name__}(learn={learn})"
+    estimator, name = (("LogisticRegression", "C") if task == "classification"
+                       else ("Ridge", "alpha"))
+    grid_name = f"GridSearchCV({estimator}), {len(GRID)} {name} x {GRID_CV}"
+    return [(ho_name, in_pipeline(ho), _selected_ho),
+            (grid_name, in_pipeline(grid), _selected_grid)]
 
 
 def _selected_ho(model, task):
@@ -244,22 +186,13 @@ def _selected_grid(model, task):
             else f"alpha={best['alpha']:.3g}")
 
 
-def _evaluate(model, X_test, y_test, task):
-    if task == "classification":
-        proba = model.predict_proba(X_test)
-        loss = log_loss(y_test, proba, labels=model.classes_)
-        return loss, accuracy_score(y_test, model.predict(X_test))
-    prediction = model.predict(X_test)
-    return mean_squared_error(y_test, prediction), r2_score(y_test, prediction)
-
-
 def compare(data, args, out=None):
     """Fit every competitor on the training split and score it on the test split.
 
     Parameters
     ----------
     data : Dataset
-        The data set (see :func:`load_dataset`).
+        The data set (see :func:`skfarho._comparison.load_dataset`).
     args : argparse.Namespace
         Parsed options (see :func:`build_parser`).
     out : file-like, default=sys.stdout
@@ -273,10 +206,7 @@ def compare(data, args, out=None):
         Warnings raised while fitting (e.g. a ConvergenceWarning).
     """
     out = sys.stdout if out is None else out
-    stratify = data.y if data.task == "classification" else None
-    X_train, X_test, y_train, y_test = train_test_split(
-        data.X, data.y, test_size=0.25, stratify=stratify,
-        random_state=args.random_state)
+    X_train, X_test, y_train, y_test = train_test(data, args.random_state)
     competitors = _competitors(args, data.task)
     results, notes = [], []
     for index, (name, model, selected) in enumerate(competitors, start=1):
@@ -284,14 +214,9 @@ def compare(data, args, out=None):
             print(f"==> [{index}/{len(competitors)}] {name}: fitting on "
                   f"{len(y_train)} rows x {data.X.shape[1]} features ...",
                   file=out, flush=True)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            start = time.perf_counter()
-            model.fit(X_train, y_train)
-            seconds = time.perf_counter() - start
-        notes.extend(sorted({f"{name}: {w.category.__name__}: {w.message}"
-                             for w in caught}))
-        loss, score = _evaluate(model, X_test, y_test, data.task)
+        seconds, caught = fit_timed(model, X_train, y_train)
+        notes.extend(f"{name}: {note}" for note in caught)
+        loss, score = evaluate(model, X_test, y_test, data.task)
         results.append(MethodResult(name, seconds, loss, score,
                                     selected(model, data.task)))
         if not args.quiet:
@@ -327,17 +252,7 @@ def format_table(results, task):
     header = ["method", "wall time (s)", loss_name, score_name, "selected"]
     rows = [[r.method, f"{r.seconds:.2f}", f"{r.loss:.4f}",
              f"{r.score:.4f}", r.selected] for r in results]
-    widths = [max(len(line[col]) for line in [header, *rows])
-              for col in range(len(header))]
-
-    def line(cells):
-        first = cells[0].ljust(widths[0])
-        middle = [cell.rjust(width) for cell, width in
-                  zip(cells[1:-1], widths[1:-1], strict=True)]
-        return "  ".join([first, *middle, cells[-1]]).rstrip()
-
-    rule = ["-" * width for width in widths]
-    return "\n".join([line(header), line(rule), *(line(row) for row in rows)])
+    return render_table(header, rows, numeric={1, 2, 3})
 
 
 def save_plot(results, path, data, task):
@@ -354,12 +269,7 @@ def save_plot(results, path, data, task):
     task : {"classification", "regression"}
         Names the loss axis.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax,) = new_figure()
     for index, result in enumerate(results):
         ax.scatter(result.seconds, result.loss, s=80, color=f"C{index}",
                    label=f"{result.method} ({result.selected})", zorder=3)
@@ -367,15 +277,11 @@ def save_plot(results, path, data, task):
                     textcoords="offset points", xytext=(6, 6))
     ax.set_xlim(0, 1.25 * max(result.seconds for result in results))
     ax.margins(y=0.25)
-    ax.set_xlabel("wall time of fit (s, JAX compilation included)")
-    ax.set_ylabel("test log-loss" if task == "classification" else "test MSE")
     n_samples, n_features = data.X.shape
-    ax.set_title(f"{data.name} ({n_samples} x {n_features}): lower left is better")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    label_panel(ax, f"{data.name} ({n_samples} x {n_features}): lower left is "
+                "better", task, "wall time of fit (s, JAX compilation included)",
+                "small")
+    save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -396,11 +302,12 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help or a usage error
         return int(exit_.code or 0)
-    if "learning_rate" in args.learn and args.hypergradient == "implicit":
+    unrolled = unrolled_only(args.learn)
+    if unrolled and args.hypergradient == "implicit":
         parser.print_usage(sys.stderr)
-        print(f"{parser.prog}: error: --learn learning_rate needs --hypergradient "
+        print(f"{parser.prog}: error: --learn {unrolled[0]} needs --hypergradient "
               "reverse or forward (the implicit method does not depend on the "
-              "inner learning rate)", file=sys.stderr)
+              f"inner {unrolled[0].replace('_', ' ')})", file=sys.stderr)
         return 2
     data = load_dataset(args.dataset, args.random_state)
     try:

@@ -1,5 +1,9 @@
 """Host-side data handling: validation splits, shape buckets, stacked folds.
 
+:class:`FitData` owns the rows of a fit; the estimators ask it for the stacked
+folds and for all rows, so that the dense arrays of today can become sparse or
+sharded here without touching them.
+
 Every inner problem (a holdout split, or each of K folds) is padded to a shape
 bucket and stacked on a leading axis, so that one compiled program serves all
 folds and all fits whose sizes fall in the same bucket.
@@ -8,6 +12,7 @@ folds and all fits whose sizes fall in the same bucket.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -126,3 +131,50 @@ def stack_all_rows(X, y, copies=1):
     rows, mask = _pad_rows(np.arange(len(y)), bucket(len(y)))
     return tuple(np.repeat(part[None], copies, axis=0)
                  for part in (X[rows], y[rows], mask, rows))
+
+
+@dataclass(frozen=True)
+class FitData:
+    """The rows of a fit: training ``X, y`` and optional outer ``X_val, y_val``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+        Encoded targets.
+    X_val, y_val : ndarray, optional
+        Outer rows given to ``fit``; otherwise the outer rows are rows of ``X``.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    X_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    def folds(self, splits, outer_is_inner: bool = False) -> StackedFolds:
+        """Stacked, padded folds; with ``outer_is_inner`` the outer data of each
+        fold is its inner data ``(X, y, mask, rows)`` (objectives computed on the
+        training rows)."""
+        folds = stack_folds(self.X, self.y, splits, self.X_val, self.y_val)
+        return StackedFolds(folds.inner, folds.inner) if outer_is_inner else folds
+
+    def rows(self, indices) -> FitData:
+        """The training rows ``indices`` (outer rows dropped)."""
+        return FitData(self.X[indices], self.y[indices])
+
+    def cleaned(self, keep) -> FitData:
+        """The training rows ``keep`` joined by the outer rows (trusted, e.g. a
+        clean validation set) as training rows: the data of the final model
+        after label cleaning."""
+        if self.X_val is None:
+            return self.rows(keep)
+        return FitData(np.vstack([self.X[keep], self.X_val]),
+                       np.concatenate([self.y[keep], self.y_val]))
+
+    def all_rows(self) -> tuple:
+        """All training rows as one stacked inner problem."""
+        return stack_all_rows(self.X, self.y)

@@ -2,13 +2,9 @@
 
 A model is ``scores(params, X)`` (decision values), a per-sample loss of the scores
 ``sample_loss(scores, y)`` and ``feature_squares(params)`` (per input feature, the
-squared weights its L2 strength multiplies). Hyperparameters, unconstrained:
-
-- ``log_alpha``: log of the L2 strength, scalar or one per feature;
-- ``sw_logit``: logits of the per-example weights, ``weight = sigmoid(logit)``,
-  one per row of the data given to ``fit`` (rows are gathered by index);
-- ``lr_logit``: the inner learning rate is ``lr_max * sigmoid(lr_logit)``, so it
-  stays in ``(0, lr_max)``.
+squared weights its L2 strength multiplies). The hyperparameters it reads are
+declared in :mod:`skfarho._hyperparameters`; the outer loss comes from the
+objective (:mod:`skfarho._objective`).
 
 The inner objective for training rows ``i`` with weights ``s_i`` is
 
@@ -31,23 +27,6 @@ import jax.numpy as jnp
 from skfarho.core import BilevelProblem, adam, gradient_descent, heavy_ball
 
 
-def binary_log_loss(z, y):
-    """Per-sample logistic loss of scores ``z`` for ``y`` in {0, 1}."""
-    return jnp.logaddexp(0.0, z) - y * z
-
-
-def multinomial_log_loss(z, y):
-    """Per-sample cross-entropy of scores ``z`` (n, K) for integer labels ``y``."""
-    # a one-hot product is cheaper than a gather on XLA:CPU
-    picked = jnp.sum(z * jax.nn.one_hot(y, z.shape[1], dtype=z.dtype), axis=1)
-    return jax.nn.logsumexp(z, axis=1) - picked
-
-
-def squared_loss(z, y):
-    """Per-sample ``0.5 (z - y)^2``."""
-    return 0.5 * (z - y) ** 2
-
-
 def example_weights(hparams, rows, mask):
     """Training-row weights: learned ``sigmoid(sw_logit)`` or ones, times the mask."""
     if "sw_logit" in hparams:
@@ -60,42 +39,49 @@ def learning_rate(hparams):
     return hparams["lr_max"] * jax.nn.sigmoid(hparams["lr_logit"])
 
 
+def momentum(hparams):
+    """The heavy-ball momentum ``sigmoid(momentum_logit)``."""
+    return jax.nn.sigmoid(hparams["momentum_logit"])
+
+
 _DYNAMICS = {
     "gd": lambda: gradient_descent(learning_rate),
-    "momentum": lambda: heavy_ball(learning_rate, 0.9),
+    "momentum": lambda: heavy_ball(learning_rate, momentum),
     "adam": lambda: adam(learning_rate),
 }
 
 
-@functools.lru_cache(maxsize=64)
-def model_problem(scores, sample_loss, feature_squares, inner_optimizer: str,
-                  inner_steps: int, hyper_penalty: float = 0.0) -> BilevelProblem:
-    """The bilevel problem of a model, cached so compiled steps are reused.
+def regularized_loss(model):
+    """The inner objective of a model: weighted mean loss + per-feature L2 / n.
 
-    Inner data: ``(X, y, mask, rows)``; outer data: ``(X, y, mask)``; padded rows
-    have ``mask == 0``. ``hparams["w0"]`` is the initialization template.
-    ``hyper_penalty`` adds ``hyper_penalty * var(log_alpha)`` to the outer loss,
-    shrinking per-feature strengths toward their mean.
+    ``inner_loss(params, hparams, X, y, mask, rows)``; padded rows have
+    ``mask == 0``.
     """
-
-    def loss(params, X, y):
-        return sample_loss(scores(params, X), y)
 
     def inner_loss(params, hparams, X, y, mask, rows):
         weights = example_weights(hparams, rows, mask)
-        data_term = jnp.sum(weights * loss(params, X, y)) / jnp.sum(weights)
-        squares = feature_squares(params)
+        losses = model.sample_loss(model.scores(params, X), y)
+        data_term = jnp.sum(weights * losses) / jnp.sum(weights)
+        squares = model.feature_squares(params)
         penalty = 0.5 * jnp.sum(jnp.exp(hparams["log_alpha"]) * squares)
         return data_term + penalty / jnp.sum(mask)
 
-    def outer_loss(params, hparams, X, y, mask):
-        value = jnp.sum(mask * loss(params, X, y)) / jnp.sum(mask)
-        if hyper_penalty:
-            value = value + hyper_penalty * jnp.var(hparams["log_alpha"])
-        return value
+    return inner_loss
 
+
+@functools.lru_cache(maxsize=64)
+def model_problem(model, outer_loss, inner_optimizer: str,
+                  inner_steps: int) -> BilevelProblem:
+    """The bilevel problem of a model and an outer loss, cached so compiled steps
+    are reused.
+
+    Inner data: ``(X, y, mask, rows)``; the outer data is whatever ``outer_loss``
+    reads (see :mod:`skfarho._objective`). ``hparams["w0"]`` is the
+    initialization (a fixed entry: zeros, a random network, or the folds' mean
+    solution for the final fit).
+    """
     return BilevelProblem(
-        inner_loss=inner_loss,
+        inner_loss=regularized_loss(model),
         outer_loss=outer_loss,
         init_params=lambda hparams: hparams["w0"],
         optimizer=_DYNAMICS[inner_optimizer](),

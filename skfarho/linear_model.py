@@ -7,33 +7,14 @@ from sklearn.base import RegressorMixin
 
 from skfarho._base import GradientHOEstimator
 from skfarho._classifier import HOClassifierMixin
-from skfarho._problem import squared_loss
-
-
-def linear_scores(params, X):
-    """Decision values ``X coef + intercept`` (JAX)."""
-    out = X @ params["coef"]
-    return out + params["intercept"] if "intercept" in params else out
-
-
-def coef_squares(params):
-    """Per feature, the squared coefficients (summed over outputs)."""
-    coef = params["coef"]
-    return coef**2 if coef.ndim == 1 else (coef**2).sum(axis=1)
+from skfarho.core.models import linear_model, squared_loss
 
 
 class _LinearModel:
     """The linear model's hooks shared by the classifier and the regressor."""
 
-    _scores = staticmethod(linear_scores)
-    _feature_squares = staticmethod(coef_squares)
-
-    def _init_params(self, n_features, n_outputs, random_state):
-        shape = (n_features,) if n_outputs == 1 else (n_features, n_outputs)
-        params = {"coef": np.zeros(shape)}
-        if self.fit_intercept:
-            params["intercept"] = np.zeros(shape[1:])
-        return params
+    def _model(self):
+        return linear_model(self._sample_loss, self.fit_intercept)
 
     def _set_model_attributes(self, params):
         coef = params["coef"]
@@ -51,9 +32,18 @@ _PARAMETERS_DOC = """
     learn : tuple of str, default=("alpha",)
         Hyperparameters learned by hypergradient descent, among ``"alpha"`` (one
         L2 strength), ``"feature_alpha"`` (one L2 strength per feature),
-        ``"sample_weight"`` (one weight in ``(0, 1)`` per training row) and
-        ``"learning_rate"`` (the inner learning rate; unrolled and online
-        methods only).
+        ``"sample_weight"`` (one weight in ``(0, 1)`` per training row; for
+        :class:`HOLogisticRegression` this finds mislabeled rows: each row's
+        weight is ranked by the exact hypergradient of a 5-fold cross-fitted,
+        noise-tolerant outer loss (mean absolute error of the held-out
+        probabilities of the given labels; ``X_val, y_val`` if given are
+        trusted rows), the number of issues is estimated by the confident
+        joint of the out-of-fold probabilities, and the final model learns its
+        ``alpha`` on the kept rows (and ``X_val``); see
+        :ref:`label-noise`) and
+        ``"learning_rate"`` and ``"momentum"`` (of the inner dynamics;
+        unrolled and online methods only; ``"momentum"`` with
+        ``inner_optimizer="momentum"``).
         ``()`` fits the model with the given hyperparameters.
     alpha : float, default=1.0
         Initial (or fixed) L2 strength. The inner objective is the (weighted)
@@ -71,7 +61,9 @@ default="implicit"
         ``inner_optimizer``; the online ``"rtho"`` (forward) and ``"trho"``
         (truncated reverse) keep training across outer steps and update the
         hyperparameters every ``hyper_interval`` inner steps; the final fit
-        then runs ``inner_steps``.
+        then runs ``inner_steps``. Any method object of :mod:`skfarho.core`
+        (``Reverse(truncate=20)``, ``Implicit(Cholesky())``, ...) is accepted
+        too; it is batched over the folds.
     hyper_interval : int, default=10
         Inner steps per outer step of the online methods.
     validation_fraction : float, default=0.25
@@ -131,8 +123,15 @@ _ATTRIBUTES_DOC = """
     learning_rate_ : float
         The (learned) inner learning rate; NaN with the implicit method, which
         has none.
-    validation_loss_curve_ : ndarray of shape ``(n_iter_,)``
-        Outer objective at each outer step.
+    momentum_ : float
+        The inner heavy-ball momentum (``inner_optimizer="momentum"`` with an
+        unrolled method); NaN otherwise.
+    objective_curve_ : ndarray of shape ``(n_iter_,)``
+        Outer objective (validation loss) at each outer step.
+    hyperparameter_path_ : dict of ndarray
+        For each learned hyperparameter (``"alpha"``, ``"sample_weight"``,
+        ``"learning_rate"``, ``"momentum"``), its decoded value at each outer
+        step, shape ``(n_iter_, ...)``.
     n_iter_ : int
         Number of outer steps taken.
     n_features_in_ : int
@@ -157,6 +156,20 @@ class HOLogisticRegression(HOClassifierMixin, _LinearModel, GradientHOEstimator)
         Coefficients.
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts.""" + _ATTRIBUTES_DOC + """
+    label_quality_ : ndarray of shape (n_samples,)
+        With ``learn="sample_weight"``: per training row, the quality of its
+        label in ``[0, 1]`` (higher: more likely correct; cleanlab's
+        convention). ``sample_weight_`` is a step of it, below 0.5 exactly on
+        ``label_issues_``.
+    label_issues_ : ndarray of shape (n_samples,), dtype bool
+        With ``learn="sample_weight"``: the rows flagged as mislabeled (the
+        final model is trained without them), as cleanlab's
+        ``find_label_issues`` returns them.
+    label_proba_ : ndarray of shape (n_samples, n_classes)
+        With ``learn="sample_weight"``: out-of-fold predicted probabilities of
+        the detection models (``cleanlab.filter.find_label_issues(y,
+        label_proba_)`` takes them as they are).
+
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
@@ -174,6 +187,7 @@ class HOLogisticRegression(HOClassifierMixin, _LinearModel, GradientHOEstimator)
 
     # the logistic curvature bound (1/4) is loose away from the decision boundary
     _max_learning_rate_factor = 10.0
+    _detects_label_issues = True
 
     def _shape_coef(self, coef):
         return coef[None, :]

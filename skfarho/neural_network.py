@@ -11,21 +11,15 @@ from __future__ import annotations
 
 from numbers import Integral
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.special import expit
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from skfarho._base import GradientHOEstimator
 from skfarho._classifier import HOClassifierMixin
+from skfarho.core.models import ACTIVATIONS, mlp
 
-_JAX_ACTIVATIONS = {
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "logistic": jax.nn.sigmoid,
-    "identity": lambda z: z,
-}
+# the predictions' NumPy twins of core.models.ACTIVATIONS
 _NUMPY_ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0.0),
@@ -34,34 +28,6 @@ _NUMPY_ACTIVATIONS = {
 }
 # bound on the activation's derivative, for learning_rate="auto"
 _SLOPE = {"tanh": 1.0, "relu": 1.0, "logistic": 0.25, "identity": 1.0}
-
-
-def _make_scores(activation):
-    act = _JAX_ACTIVATIONS[activation]
-
-    def mlp_scores(params, X):
-        hidden = act(X @ params["W1"] + params.get("b1", 0.0))
-        return hidden @ params["W2"] + params.get("b2", 0.0)
-
-    mlp_scores.__name__ = f"mlp_scores_{activation}"
-    return mlp_scores
-
-
-# one function object per activation: the cached bilevel problem (and so the
-# compiled programs) are shared by every estimator with the same activation
-_SCORES = {name: _make_scores(name) for name in _JAX_ACTIVATIONS}
-
-
-def mlp_feature_squares(params):
-    """Per input feature ``j``: ``||W1[j]||^2 + ||W2||^2 / n_features``.
-
-    With one strength ``alpha`` the penalty ``alpha / (2 n)`` times their sum is
-    the weight decay of scikit-learn's ``MLPClassifier``; with one strength per
-    feature, feature ``j``'s strength decays its outgoing first-layer weights
-    and the output layer is decayed with the mean strength. Biases are free.
-    """
-    W1 = params["W1"]
-    return jnp.sum(W1**2, axis=1) + jnp.sum(params["W2"] ** 2) / W1.shape[0]
 
 
 class HOMLPClassifier(HOClassifierMixin, GradientHOEstimator):
@@ -89,8 +55,9 @@ class HOMLPClassifier(HOClassifierMixin, GradientHOEstimator):
         weight decay), ``"feature_alpha"`` (one weight decay per input feature
         on its first-layer weights; the output layer gets their mean),
         ``"sample_weight"`` (one weight in ``(0, 1)`` per training row) and
-        ``"learning_rate"`` (the inner learning rate). ``()`` trains the network
-        with the given hyperparameters.
+        ``"learning_rate"`` (the inner learning rate) and ``"momentum"`` (with
+        ``inner_optimizer="momentum"``). ``()`` trains the network with the
+        given hyperparameters.
     alpha : float, default=1.0
         Initial (or fixed) weight decay: the inner objective is the mean loss
         plus ``alpha / (2 n)`` times the squared weights (biases excluded).
@@ -115,10 +82,12 @@ class HOMLPClassifier(HOClassifierMixin, GradientHOEstimator):
         folds, trained ``vmap``-ed in one compiled program.
     outer_steps : int, default=50
         Budget of outer (hyperparameter) steps.
-    outer_optimizer : {"adam", "sgd", "rmsprop"} or optax.GradientTransformation, \
-default="adam"
+    outer_optimizer : {"auto", "rprop", "adam", "sgd", "rmsprop"} or \
+optax.GradientTransformation, default="auto"
         Optimizer of the hyperparameters (log space for weight decays, logit
-        space for example weights and the learning rate).
+        space for example weights, the learning rate and the momentum).
+        ``"auto"``: rprop when every learned hyperparameter is a scalar, Adam
+        for per-feature or per-example ones.
     outer_learning_rate : float, default=0.2
         Step size (rprop: initial step size) of a named ``outer_optimizer``.
     tol : float, default=1e-4
@@ -144,8 +113,9 @@ default="adam"
     inner_tol : float, default=1e-6
         Unused by the unrolled methods; kept for the common interface.
     refit : bool, default=True
-        Retrain on all rows with the learned hyperparameters. Otherwise keep the
-        network trained on the training split (averaged over folds).
+        Retrain on all rows with the learned hyperparameters, starting from the
+        network trained on the training split (averaged over folds); otherwise
+        keep that network.
     random_state : int, RandomState instance or None, default=None
         Seeds the validation split and the initial weights.
     verbose : int, default=0
@@ -173,7 +143,7 @@ default="adam"
         rows never used for training; ones when not learned.
     learning_rate_ : float
         The (learned) inner learning rate.
-    validation_loss_curve_ : ndarray of shape ``(n_iter_,)``
+    objective_curve_ : ndarray of shape ``(n_iter_,)``
         Outer objective at each outer step.
     n_iter_ : int
         Number of outer steps taken.
@@ -210,7 +180,7 @@ default="adam"
     _parameter_constraints: dict = {
         **GradientHOEstimator._parameter_constraints,
         "hidden_layer_size": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(_JAX_ACTIVATIONS))],
+        "activation": [StrOptions(set(ACTIVATIONS))],
     }
 
     def __init__(self, *, hidden_layer_size=32, activation="tanh", learn=("alpha",),
@@ -234,39 +204,13 @@ default="adam"
         self.activation = activation
 
     # ---- model hooks --------------------------------------------------------
-    @property
-    def _scores(self):
-        return _SCORES[self.activation]
+    _convex = False  # no implicit method: a network's training loss is not convex
 
-    _feature_squares = staticmethod(mlp_feature_squares)
-
-    def _check_learn(self):
-        if self.hypergradient == "implicit":
-            raise ValueError(
-                f'{type(self).__name__} does not support hypergradient="implicit": '
-                "the implicit method differentiates the exact minimizer of a "
-                "strongly convex training loss, and a neural network's is not "
-                'convex. Use hypergradient="reverse" (or "forward").')
-        return super()._check_learn()
-
-    def _init_params(self, n_features, n_outputs, random_state):
-        """Glorot-uniform weights and biases, as ``MLPClassifier`` draws them."""
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        params = {}
-        for layer, (fan_in, fan_out) in enumerate(
-                [(n_features, self.hidden_layer_size),
-                 (self.hidden_layer_size, n_outputs)], start=1):
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            params[f"W{layer}"] = random_state.uniform(-bound, bound,
-                                                       (fan_in, fan_out))
-            bias = random_state.uniform(-bound, bound, fan_out)
-            if self.fit_intercept:
-                params[f"b{layer}"] = bias
-        if n_outputs == 1:  # binary: scores of shape (n,) for binary_log_loss
-            params["W2"] = params["W2"][:, 0]
-            if self.fit_intercept:
-                params["b2"] = params["b2"][0]
-        return params
+    def _model(self):
+        # Glorot-uniform weights and biases, as MLPClassifier draws them; equal
+        # models share the cached problem and its compiled programs
+        return mlp(self.hidden_layer_size, self.activation, self._sample_loss,
+                   self.fit_intercept)
 
     def _initial_learning_rate(self, X, auto):
         if not auto:
@@ -276,8 +220,8 @@ default="adam"
         # Gauss-Newton bound: curvature <= c * (||[H, 1]||^2 + ||[X, 1]||^2 *
         # max_i ||W2 * act'(a_i)||^2) / n at a Glorot initialization
         n_samples = max(X.shape[0], 1)
-        params = self._init_params(X.shape[1], self._n_outputs,
-                                   np.random.RandomState(0))
+        params = self._model().init(X.shape[1], self._n_outputs,
+                                    np.random.RandomState(0))
         hidden = _NUMPY_ACTIVATIONS[self.activation](X @ params["W1"]
                                                      + params.get("b1", 0.0))
         ones = np.ones((X.shape[0], 1))

@@ -1,6 +1,7 @@
-"""HostImplicit (SciPy L-BFGS-B + CG driving jitted JAX pieces): against central
-finite differences in float64, against the traced Implicit method, batched over
-folds, and inside the outer loop with fixed hyperparameters."""
+"""Implicit(inner_solver="scipy") (SciPy L-BFGS-B + CG driving jitted JAX pieces):
+against central finite differences in float64, against the traced Implicit
+method, batched over folds, and inside the outer loop with fixed hyperparameters;
+HostImplicit, its former name."""
 
 import jax
 import jax.flatten_util
@@ -27,8 +28,13 @@ from skfarho.core import (
     minimize_hyperparameters,
 )
 from skfarho.core.host_implicit import host_programs
+from skfarho.core.outer import compiled_outer_step, compiled_solve_inner
 
 KINDS = ["ridge", "binary", "multinomial"]
+
+
+def _scipy(**kwargs):
+    return Implicit(inner_solver="scipy", **kwargs)
 
 
 def _implicit_hparams(kind, rng):
@@ -38,11 +44,11 @@ def _implicit_hparams(kind, rng):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_host_implicit_matches_finite_differences(kind, rng):
+def test_scipy_implicit_matches_finite_differences(kind, rng):
     data = make_data(kind, rng)
     problem = make_problem(kind)
     hparams = _implicit_hparams(kind, rng)
-    result = HostImplicit(tol=1e-11)(problem, hparams, *data)
+    result = _scipy(tol=1e-11)(problem, hparams, *data)
     assert bool(result.finite)
     reference = jax.jit(implicit_reference(problem, data))
 
@@ -54,17 +60,46 @@ def test_host_implicit_matches_finite_differences(kind, rng):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_host_implicit_equals_traced_implicit(kind, rng):
+def test_scipy_implicit_equals_traced_implicit(kind, rng):
     data = make_data(kind, rng)
     problem = make_problem(kind)
     hparams = _implicit_hparams(kind, rng)
-    traced = jax.jit(lambda h: Implicit(CG(), tol=1e-12)(problem, h, *data))(hparams)
-    host = HostImplicit(tol=1e-11)(problem, hparams, *data)
+    traced_method = Implicit(CG(), tol=1e-12)
+    traced = jax.jit(lambda h: traced_method(problem, h, *data))(hparams)
+    host = _scipy(tol=1e-11)(problem, hparams, *data)
     np.testing.assert_allclose(float(host.value), float(traced.value), rtol=1e-8)
     for got, want in zip(jax.tree_util.tree_leaves(host.grad),
                          jax.tree_util.tree_leaves(traced.grad), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5,
                                    atol=1e-6 * np.max(np.abs(want)))
+    solved = {"scipy": _scipy(tol=1e-11).solve_inner(problem, hparams, data[0]),
+              "lbfgs": traced_method.solve_inner(problem, hparams, data[0])}
+    for got, want in zip(jax.tree_util.tree_leaves(solved["scipy"]),
+                         jax.tree_util.tree_leaves(solved["lbfgs"]), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+
+
+def test_inner_solver_sets_traceable_and_default_linear_solver():
+    assert Implicit().traceable and not _scipy().traceable
+    assert Implicit() == Implicit(CG())  # the default is resolved, as before
+    assert _scipy().linear_solver == CG(200, differentiable=False)
+    with pytest.raises(ValueError, match="inner_solver"):
+        Implicit(inner_solver="newton")
+
+
+def test_host_implicit_is_the_scipy_inner_solver():
+    """The former class, now a function: same arguments, an equal (hashable)
+    method, so the compiled-step caches hit whichever name built it."""
+    assert HostImplicit() == _scipy()
+    assert hash(HostImplicit()) == hash(_scipy())
+    method = HostImplicit(tol=1e-4, max_inner_iter=20, max_linear_iter=7)
+    assert method == Implicit(CG(7, differentiable=False), tol=1e-4,
+                              max_inner_iter=20, inner_solver="scipy")
+    problem, optimizer = make_problem("binary"), optax.adam(0.1)
+    assert (compiled_outer_step(problem, Batched(HostImplicit()), optimizer)
+            is compiled_outer_step(problem, Batched(_scipy()), optimizer))
+    assert (compiled_solve_inner(problem, Batched(HostImplicit()))
+            is compiled_solve_inner(problem, Batched(_scipy())))
 
 
 def _stacked(kind, rng, folds=3):
@@ -76,12 +111,12 @@ def _stacked(kind, rng, folds=3):
     return stack(0), stack(1)
 
 
-def test_batched_host_implicit_equals_vmapped_implicit(rng):
+def test_batched_scipy_implicit_equals_vmapped_implicit(rng):
     inner, outer = _stacked("binary", rng)
     problem = make_problem("binary")
     hparams = _implicit_hparams("binary", rng)
     traced = Batched(Implicit(CG(), tol=1e-12))(problem, hparams, inner, outer)
-    host = Batched(HostImplicit(tol=1e-11))(problem, hparams, inner, outer)
+    host = Batched(_scipy(tol=1e-11))(problem, hparams, inner, outer)
     assert isinstance(host.params["w"], np.ndarray) and host.params["w"].shape[0] == 3
     np.testing.assert_allclose(host.value, traced.value, rtol=1e-8)
     np.testing.assert_allclose(host.grad["log_alpha"], traced.grad["log_alpha"],
@@ -95,7 +130,7 @@ def test_outer_loop_with_fixed_hyperparameters_matches_traced(rng):
     w0 = init_params("binary", 4)
     hparams = {"log_alpha": jnp.zeros(4)}
     runs = {}
-    for name, method in [("host", HostImplicit(tol=1e-10)),
+    for name, method in [("host", _scipy(tol=1e-10)),
                          ("traced", Implicit(CG(), tol=1e-10))]:
         runs[name] = minimize_hyperparameters(
             problem, hparams, inner, outer, method=Batched(method),
@@ -109,7 +144,7 @@ def test_outer_loop_with_fixed_hyperparameters_matches_traced(rng):
 def test_new_values_do_not_recompile(rng, compile_counter):
     data = make_data("binary", rng)
     problem = make_problem("binary")
-    method = HostImplicit(tol=1e-8)
+    method = _scipy(tol=1e-8)
     method(problem, _implicit_hparams("binary", rng), *data)
     before = compile_counter()
     method(problem, _implicit_hparams("binary", rng), *data)
@@ -120,8 +155,8 @@ def test_new_values_do_not_recompile(rng, compile_counter):
 def test_non_finite_data_is_flagged(rng):
     (X, y), outer = make_data("binary", rng)
     X = X.at[0, 0].set(jnp.nan)
-    result = HostImplicit()(make_problem("binary"), _implicit_hparams("binary", rng),
-                            (X, y), outer)
+    result = _scipy()(make_problem("binary"), _implicit_hparams("binary", rng),
+                      (X, y), outer)
     assert not bool(result.finite)
 
 

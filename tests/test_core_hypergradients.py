@@ -1,5 +1,5 @@
-"""Every hypergradient method against central finite differences (float64),
-and the methods against each other."""
+"""Every hypergradient method against central finite differences (float64), the
+methods against each other, and the interface they share (``fixed=``)."""
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,18 @@ from bilevel_problems import (
     tree_dot,
 )
 
-from skfarho.core import CG, Cholesky, Forward, Implicit, Neumann, Reverse
+from skfarho.core import (
+    CG,
+    RTHO,
+    TRHO,
+    Batched,
+    Cholesky,
+    Forward,
+    HypergradientMethod,
+    Implicit,
+    Neumann,
+    Reverse,
+)
 from skfarho.core.unroll import unrolled_objective
 
 KINDS = ["ridge", "binary", "multinomial"]
@@ -187,3 +198,69 @@ def test_outer_loss_with_explicit_hyperparameter_term(method, rng):
     plain = make_problem("binary")
     assert not np.allclose(method(plain, hparams, *data).grad["log_alpha"],
                            method(problem, hparams, *data).grad["log_alpha"])
+
+
+METHODS = [Reverse(), Reverse(truncate=10), Forward(), Implicit(tol=1e-10),
+           Implicit(tol=1e-10, inner_solver="scipy"), RTHO(hyper_interval=20),
+           TRHO(hyper_interval=20)]
+BATCHED = [Batched(Reverse()), Batched(Implicit(tol=1e-10)),
+           Batched(Implicit(tol=1e-10, inner_solver="scipy")),
+           Batched(RTHO(hyper_interval=20))]
+
+
+def test_every_method_follows_the_interface():
+    for method in METHODS + BATCHED:
+        assert isinstance(method, HypergradientMethod)
+        assert isinstance(method.traceable, bool)
+        assert "learning rate" in method.divergence_hint
+        hash(method)  # the compiled-step caches key on it
+    assert not isinstance(lambda *args: None, HypergradientMethod)
+
+
+def _implicit(method):
+    return isinstance(getattr(method, "method", method), Implicit)
+
+
+def _allclose(got, want, rtol=1e-9):
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS + BATCHED, ids=repr)
+def test_fixed_equals_merging_into_hparams(method, rng):
+    """``fixed=`` gives what merging it into ``hparams`` gives, for every function
+    of every method; only the learned hyperparameters get a hypergradient."""
+    problem = make_problem("binary", num_steps=40, learn_init=True)
+    hparams = make_hparams("binary", rng, learn_init=True)
+    fixed = {"w0": hparams.pop("w0"), "sw_logit": hparams.pop("sw_logit")}
+    if _implicit(method):
+        hparams.pop("log_lr")
+    merged = {**hparams, **fixed}
+    inner, outer = make_data("binary", rng)
+    if isinstance(method, Batched):  # two folds
+        other = make_data("binary", np.random.default_rng(1))
+        inner, outer = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves),
+                                              (inner, outer), other)
+
+    def run(h, fixed):
+        warm = method.init_warm_start(problem, h, inner, fixed)
+        result = method(problem, h, inner, outer, warm, None, fixed)
+        params = method.solve_inner(problem, h, inner, result.warm_start, None, fixed)
+        return warm, result, params
+
+    if method.traceable:
+        run = jax.jit(run)
+    warm, with_fixed, params = run(hparams, fixed)
+    merged_warm, with_merged, merged_params = run(merged, None)
+    assert set(with_fixed.grad) == set(hparams)
+    assert bool(with_fixed.finite)
+    np.testing.assert_allclose(with_fixed.value, with_merged.value, rtol=1e-10)
+    _allclose(with_fixed.grad, {key: with_merged.grad[key] for key in hparams},
+              rtol=1e-7 if _implicit(method) else 1e-9)
+    _allclose(with_fixed.params, with_merged.params)
+    _allclose(params, merged_params)
+    if isinstance(getattr(method, "method", method), RTHO):
+        # one tangent per scalar hyperparameter: only the inner states compare
+        warm, merged_warm = warm.inner, merged_warm.inner
+    _allclose(warm, merged_warm)

@@ -111,6 +111,26 @@ def test_diverging_inner_dynamics_are_flagged_and_named(rng):
                                  num_steps=3)
 
 
+@pytest.mark.parametrize("inner_solver", ["lbfgs", "scipy"])
+def test_implicit_divergence_names_its_own_knob(inner_solver, rng):
+    """The message comes from the method's divergence_hint, batched or not."""
+    (X, y), outer = make_data("binary", rng)
+    X = X.at[0, 0].set(jnp.inf)
+    problem = make_problem("binary")
+    method = Batched(Implicit(inner_solver=inner_solver))
+    stacked = jax.tree_util.tree_map(lambda leaf: leaf[None], ((X, y), outer))
+    with pytest.raises(DivergenceError, match="raise the regularization"):
+        minimize_hyperparameters(problem, {"log_alpha": jnp.zeros(4)}, *stacked,
+                                 method=method, num_steps=2)
+
+
+def test_a_non_method_is_refused(rng):
+    inner, outer = make_data("ridge", rng)
+    with pytest.raises(TypeError, match="HypergradientMethod"):
+        minimize_hyperparameters(make_problem("ridge"), {"log_alpha": jnp.zeros(4)},
+                                 inner, outer, method=lambda *args: None)
+
+
 def test_tolerance_schedules():
     assert tolerance_schedule("exponential", 1.0)(2) == pytest.approx(0.81)
     assert tolerance_schedule("cubic", 1.0)(1) == pytest.approx(1 / 8)

@@ -12,13 +12,14 @@ from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skfarho import DivergenceError, HOLogisticRegression, HORidge, _base
-from skfarho.core import CG, Batched, Implicit
+from skfarho import DivergenceError, HOLogisticRegression, HORidge
+from skfarho.core import CG, Implicit
 
 pytestmark = pytest.mark.no_x64
 
@@ -66,7 +67,7 @@ def test_ridge_oracle_without_learning():
 
 
 @pytest.mark.parametrize("learn", [("alpha",), ("feature_alpha",)])
-def test_traced_implicit_path_matches_host(monkeypatch, cancer, learn):
+def test_traced_implicit_path_matches_host(cancer, learn):
     """On accelerators the estimators run the traced Implicit (one XLA program per
     outer step) instead of HostImplicit; both must learn the same model."""
     X, y = cancer
@@ -74,13 +75,12 @@ def test_traced_implicit_path_matches_host(monkeypatch, cancer, learn):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         host = HOLogisticRegression(**params).fit(X, y)
-        monkeypatch.setattr(_base, "_method", lambda name, interval=10: Batched(
-            Implicit(CG(maxiter=200))))
-        traced = HOLogisticRegression(**params).fit(X, y)
+        traced = HOLogisticRegression(
+            hypergradient=Implicit(CG(maxiter=200)), **params).fit(X, y)
     # the inner solvers differ (optax L-BFGS in the program, SciPy's L-BFGS-B on
     # the host) and the early outer steps use loose tolerances: close, not equal
-    np.testing.assert_allclose(traced.validation_loss_curve_,
-                               host.validation_loss_curve_, rtol=3e-3)
+    np.testing.assert_allclose(traced.objective_curve_,
+                               host.objective_curve_, rtol=3e-3)
     np.testing.assert_allclose(traced.alpha_, host.alpha_, rtol=0.1)
     np.testing.assert_allclose(traced.predict_proba(X), host.predict_proba(X),
                                atol=1e-2)
@@ -88,25 +88,40 @@ def test_traced_implicit_path_matches_host(monkeypatch, cancer, learn):
 
 def test_learned_attributes_and_shapes(cancer):
     X, y = cancer
-    model = HOLogisticRegression(learn=("feature_alpha", "sample_weight"),
-                                 random_state=0, outer_steps=15).fit(X, y)
+    model = HOLogisticRegression(learn=("feature_alpha",), random_state=0,
+                                 outer_steps=15).fit(X, y)
     assert model.alpha_.shape == (X.shape[1],) and np.ptp(model.alpha_) > 0
-    assert model.sample_weight_.shape == (len(y),)
-    held_out = np.isnan(model.sample_weight_)
-    assert held_out.sum() == int(np.ceil(0.25 * len(y)))
-    assert np.all((model.sample_weight_[~held_out] > 0)
-                  & (model.sample_weight_[~held_out] < 1))
-    assert model.validation_loss_curve_.shape == (model.n_iter_,)
+    assert model.objective_curve_.shape == (model.n_iter_,)
+    assert model.hyperparameter_path_["alpha"].shape == (model.n_iter_, X.shape[1])
+    np.testing.assert_array_equal(model.sample_weight_, np.ones(len(y)))
     for name in ("coef_", "intercept_", "alpha_", "sample_weight_",
-                 "validation_loss_curve_"):
+                 "objective_curve_"):
         assert isinstance(getattr(model, name), np.ndarray)
     assert np.all(np.isfinite(model.coef_))
+
+
+def test_learned_sample_weights_flag_flipped_labels(cancer):
+    """learn="sample_weight" on a classifier detects label issues (cross-fitted
+    influence of each row's weight), then learns alpha on the kept rows."""
+    X, y = cancer
+    rng = np.random.default_rng(0)
+    flipped = rng.random(len(y)) < 0.15
+    noisy = np.where(flipped, 1 - y, y)
+    model = HOLogisticRegression(learn=("sample_weight",), random_state=0).fit(
+        X, noisy)
+    assert model.sample_weight_.shape == model.label_quality_.shape == (len(y),)
+    np.testing.assert_array_equal(model.label_issues_, model.sample_weight_ < 0.5)
+    assert roc_auc_score(flipped, -model.label_quality_) > 0.95
+    assert model.label_issues_.sum() == pytest.approx(flipped.sum(), rel=0.3)
+    assert model.label_proba_.shape == (len(y), 2)
+    plain = HOLogisticRegression(random_state=0).fit(X, noisy)
+    assert model.score(X, y) >= plain.score(X, y)  # judged on the true labels
 
 
 def test_learning_alpha_lowers_validation_loss(cancer):
     X, y = cancer
     model = HOLogisticRegression(alpha=1e3, random_state=0, outer_steps=40).fit(X, y)
-    curve = model.validation_loss_curve_
+    curve = model.objective_curve_
     assert curve.min() < 0.5 * curve[0]
     assert model.alpha_[0] < 1e3
 
@@ -236,12 +251,30 @@ def test_diverging_inner_training_names_the_knob(method):
         model.fit(X, y)
 
 
+@pytest.mark.parametrize("learn", [(), ("alpha",)])
+def test_oscillating_logistic_descent_is_not_a_silent_fit(cancer, learn):
+    """Logistic gradient descent with a huge step oscillates without overflowing
+    in the coefficients: the training loss must flag it."""
+    X, y = cancer
+    model = HOLogisticRegression(hypergradient="reverse", learning_rate=1e4,
+                                 learn=learn, outer_steps=3)
+    with pytest.raises(DivergenceError, match="diverged.*learning_rate"):
+        model.fit(X * 100, y)
+
+
+def test_unconverged_inner_problem_warns_with_its_knobs(cancer):
+    X, y = cancer
+    with pytest.warns(ConvergenceWarning, match="did not converge.*inner_steps"):
+        HOLogisticRegression(hypergradient="reverse", inner_steps=3,
+                             learn=()).fit(X, y)
+
+
 def test_verbose_progress_and_convergence_warning(cancer, capsys):
     X, y = cancer
     with pytest.warns(ConvergenceWarning, match="outer_steps=2"):
         HOLogisticRegression(outer_steps=2, verbose=1, alpha=1e3).fit(X, y)
     out = capsys.readouterr().out
-    assert "outer step   1/2" in out and "validation loss" in out
+    assert "outer step   1/2" in out and "objective" in out
 
 
 def test_global_jax_config_untouched():
@@ -263,7 +296,7 @@ def test_online_hypergradients_in_the_estimator(cancer, method):
     model = HOLogisticRegression(hypergradient=method, hyper_interval=10,
                                  learn=("alpha", "learning_rate"), inner_steps=100,
                                  outer_steps=20, random_state=0).fit(X, y)
-    curve = model.validation_loss_curve_
+    curve = model.objective_curve_
     assert curve.min() < 0.6 * curve[0]  # the inner run advances across steps
     assert model.score(X, y) > 0.95
 
@@ -283,4 +316,4 @@ def test_learning_a_too_small_learning_rate_improves_validation_loss(cancer):
     # bounded by the parameterization: below 10x the automatic rate (computed on
     # the training split, so compare with some slack)
     assert learned.learning_rate_ < 11 * reference.learning_rate_
-    assert learned.validation_loss_curve_.min() < fixed.validation_loss_curve_.min()
+    assert learned.objective_curve_.min() < fixed.objective_curve_.min()

@@ -10,7 +10,13 @@ import pytest
 from bilevel_problems import central_difference, random_direction, tree_dot
 from sklearn.datasets import make_classification
 
-from skfarho.core import Batched, BilevelProblem, DivergenceError, Reverse
+from skfarho.core import (
+    Batched,
+    BilevelProblem,
+    DivergenceError,
+    Reverse,
+    minimize_hyperparameters,
+)
 from skfarho.core.meta_learning import (
     Episodes,
     hyper_representation_problem,
@@ -194,6 +200,26 @@ def test_meta_train_with_a_sampler_learned_rate_and_callback():
     assert result.n_steps == 5 and seen == [0, 1, 2, 3, 4]
     assert set(result.hparams) == {"W", "b", "log_lr"}
     assert float(result.hparams["log_lr"]) != pytest.approx(np.log(0.3))
+
+
+@pytest.mark.no_x64
+def test_meta_train_runs_the_shared_outer_step(compile_counter):
+    """meta_train's step is compiled_outer_step's: after a fixed-batch
+    minimize_hyperparameters on the same configuration, it compiles nothing."""
+    X, y = _labelled_rows(n_classes=4, per_class=10, d=4)
+    pool = make_episodes(X / 40.0, y, 2, 2, 2, n_episodes=6, rng=0)
+    problem = hyper_representation_problem(2, num_steps=3)
+    optimizer = optax.adam(0.01)
+    batch = pool.select(np.arange(4))
+    fixed_batch = minimize_hyperparameters(
+        problem, init_representation(4, 3, rng=0), batch.inner, batch.outer,
+        method=Batched(Reverse()), optimizer=optimizer, num_steps=2)
+    compiled = compile_counter()
+    for seed in (1, 2):
+        result = meta_train(problem, init_representation(4, 3, rng=seed), pool,
+                            batch_size=4, num_steps=2, optimizer=optimizer, rng=seed)
+        assert result.n_steps == fixed_batch.n_steps == 2
+    assert compile_counter() == compiled
 
 
 @pytest.mark.no_x64

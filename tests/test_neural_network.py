@@ -59,7 +59,7 @@ def test_learning_weight_decay_and_learning_rate_lowers_validation_loss(moons):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X_train, y_train)
-    curve = model.validation_loss_curve_
+    curve = model.objective_curve_
     assert curve.min() < 0.8 * curve[0], curve  # measured: 0.384 -> 0.251
     assert model.alpha_[0] < 30.0 and model.learning_rate_ > 0.05
     assert np.all(model.alpha_ == model.alpha_[0])
@@ -76,8 +76,8 @@ def test_unrolled_methods_agree_on_first_outer_step(moons, method):
         model = HOMLPClassifier(hypergradient=method, **params).fit(X_train, y_train)
         reverse = HOMLPClassifier(hypergradient="reverse", **params).fit(X_train,
                                                                         y_train)
-    np.testing.assert_allclose(model.validation_loss_curve_,
-                               reverse.validation_loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(model.objective_curve_,
+                               reverse.objective_curve_, rtol=1e-10)
     np.testing.assert_allclose(model.coefs_[0], reverse.coefs_[0], rtol=1e-8)
 
 

@@ -1,8 +1,9 @@
 """The functional JAX core: bilevel problems, inner dynamics, hypergradient methods.
 
-Never imports scikit-learn. A hypergradient method is a value with one signature,
-``method(problem, hparams, inner_data, outer_data, warm_start=None, tol=None)
--> HypergradResult``.
+Never imports scikit-learn. A hypergradient method is a value that follows
+:class:`HypergradientMethod`: ``method(problem, hparams, inner_data, outer_data,
+warm_start=None, tol=None, fixed=None) -> HypergradResult``, plus
+``init_warm_start``, ``solve_inner``, ``traceable`` and ``divergence_hint``.
 """
 
 from skfarho.core.batch import Batched
@@ -13,6 +14,7 @@ from skfarho.core.host_implicit import HostImplicit
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedule
 from skfarho.core.inner_solve import lbfgs_minimize
 from skfarho.core.linear_solve import CG, Cholesky, Neumann
+from skfarho.core.method import HypergradientMethod
 from skfarho.core.online import RTHO, TRHO, OnlineState
 from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparameters
 from skfarho.core.precision import float64_scope
@@ -28,6 +30,7 @@ __all__ = [
     "Forward",
     "HostImplicit",
     "HypergradResult",
+    "HypergradientMethod",
     "Implicit",
     "ImplicitWarmStart",
     "Neumann",

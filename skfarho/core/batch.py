@@ -25,9 +25,11 @@ class Batched:
 
     Parameters
     ----------
-    method : callable
+    method : HypergradientMethod
         Any hypergradient method (:class:`Reverse`, :class:`Forward`,
-        :class:`Implicit`).
+        :class:`Implicit`, ...). A traceable one is ``vmap``-ped; a host-side one
+        (``Implicit(inner_solver="scipy")``) runs in a Python loop over the
+        batch, with NumPy results.
 
     Examples
     --------
@@ -48,12 +50,18 @@ class Batched:
     method: Any
 
     @property
-    def on_host(self) -> bool:
-        """True for a host-side method: the batch is a Python loop, not ``vmap``."""
-        return getattr(self.method, "on_host", False)
+    def traceable(self) -> bool:
+        """The wrapped method's: True ``vmap``-s the batch, False loops in Python."""
+        return self.method.traceable
+
+    @property
+    def divergence_hint(self) -> str:
+        """The wrapped method's."""
+        return self.method.divergence_hint
+
 
     def _map(self, fun, *batched):
-        if not self.on_host:
+        if self.traceable:
             return jax.vmap(fun)(*batched)
         size = len(jax.tree_util.tree_leaves(batched[0])[0])
         results = [fun(*jax.tree_util.tree_map(lambda leaf, i=i: np.asarray(leaf)[i],
@@ -69,19 +77,15 @@ class Batched:
         outer_data: tuple,
         warm_start: PyTree = None,
         tol=None,
-        **host_kwargs,
+        fixed: dict | None = None,
     ) -> HypergradResult:
-        """Mean outer value and hypergradient over the batch.
-
-        ``host_kwargs`` (``fixed=``) are passed on to a host-side method.
-        """
+        """Mean outer value and hypergradient over the batch."""
 
         def one(inner, outer, warm):
-            return self.method(problem, hparams, inner, outer, warm, tol,
-                               **host_kwargs)
+            return self.method(problem, hparams, inner, outer, warm, tol, fixed)
 
         results = self._map(one, inner_data, outer_data, warm_start)
-        xp = np if self.on_host else jnp
+        xp = jnp if self.traceable else np
         mean = jax.tree_util.tree_map(lambda leaf: xp.mean(leaf, axis=0), results.grad)
         return HypergradResult(
             xp.mean(results.value),
@@ -91,20 +95,19 @@ class Batched:
             xp.all(results.finite),
         )
 
-    def init_warm_start(self, problem, hparams, inner_data):
+    def init_warm_start(self, problem, hparams, inner_data, fixed=None):
         """One warm start per problem of the batch (leading batch axis)."""
 
         def one(inner):
-            return self.method.init_warm_start(problem, hparams, inner)
+            return self.method.init_warm_start(problem, hparams, inner, fixed)
 
         return self._map(one, inner_data)
 
     def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None,
-                    **host_kwargs):
+                    fixed=None):
         """The inner solution of every problem of the batch (leading batch axis)."""
 
         def one(inner, warm):
-            return self.method.solve_inner(problem, hparams, inner, warm, tol,
-                                           **host_kwargs)
+            return self.method.solve_inner(problem, hparams, inner, warm, tol, fixed)
 
         return self._map(one, inner_data, warm_start)

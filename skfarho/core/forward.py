@@ -9,14 +9,14 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from skfarho.core.problem import HypergradResult, make_result
-from skfarho.core.unroll import unrolled_objective, unrolled_params
+from skfarho.core.problem import HypergradResult, bind_fixed, make_result
+from skfarho.core.unroll import UnrolledMethod, unrolled_objective
 
 PyTree = Any
 
 
 @dataclass(frozen=True)
-class Forward:
+class Forward(UnrolledMethod):
     """Forward-mode hypergradient (FAR-HO's ``ForwardHG``).
 
     Pushes one tangent per scalar hyperparameter through the ``T`` inner steps
@@ -55,8 +55,10 @@ class Forward:
         outer_data: tuple,
         warm_start: PyTree = None,
         tol=None,
+        fixed: dict | None = None,
     ) -> HypergradResult:
         """Outer value and hypergradient; ``warm_start`` and ``tol`` are unused."""
+        problem = bind_fixed(problem, fixed)
         flat, unravel = ravel_pytree(hparams)
 
         def objective(flat_h):
@@ -74,11 +76,3 @@ class Forward:
             )
         params = jax.tree_util.tree_map(lambda leaf: leaf[0], params)
         return make_result(values[0], unravel(grads), params)
-
-    def init_warm_start(self, problem, hparams, inner_data):
-        """Unrolled methods restart from ``init_params``: no warm start."""
-        return None
-
-    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None):
-        """The inner parameters this method differentiates: ``w_T(hparams)``."""
-        return unrolled_params(problem, hparams, inner_data)

@@ -8,24 +8,36 @@ function theorem gives
     \nabla_\lambda E = \partial_\lambda E - (\partial^2_{\lambda w} L)\, v,
     \qquad H v = \nabla_w E, \quad H = \partial^2_{ww} L(w^*, \lambda).
 
-The inner problem is solved to a tolerance by L-BFGS and the linear system by an
-injected solver (:mod:`skfarho.core.linear_solve`), both warm started from the
-previous outer step; the tolerance is tightened across outer steps by a schedule.
+The inner problem is solved to a tolerance by L-BFGS (traced, or SciPy's on the
+host: :mod:`skfarho.core.inner_solve`) and the linear system by an injected solver
+(:mod:`skfarho.core.linear_solve`), both warm started from the previous outer
+step; the tolerance is tightened across outer steps by a schedule.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from skfarho.core.inner_solve import lbfgs_minimize
+from skfarho.core.inner_solve import lbfgs_minimize, scipy_lbfgs_minimize
 from skfarho.core.linear_solve import CG
-from skfarho.core.problem import HypergradResult, make_result
+from skfarho.core.problem import HypergradResult, bind_fixed, make_result
 
 PyTree = Any
+
+DIVERGENCE_HINT = ("the implicit method's inner solve or linear system produced "
+                   "non-finite values: check the data for extreme values, raise the "
+                   "regularization, or lower the outer learning rate")
+
+# the linear solver of each inner solver when none is given; "scipy" runs its own
+# small program, where the plain while_loop CG (Hessian-vector product traced
+# once) compiles faster than the differentiable one
+_DEFAULT_LINEAR_SOLVERS = {"lbfgs": CG(), "scipy": CG(200, differentiable=False)}
 
 
 class ImplicitWarmStart(NamedTuple):
@@ -45,14 +57,29 @@ class Implicit:
 
     Parameters
     ----------
-    linear_solver : callable, default=CG()
+    linear_solver : callable, optional
         ``solver(matvec, b, x0, tol)``: :class:`~skfarho.core.CG`,
         :class:`~skfarho.core.Neumann` or :class:`~skfarho.core.Cholesky`.
+        Default: ``CG()`` with ``inner_solver="lbfgs"``,
+        ``CG(200, differentiable=False)`` with ``inner_solver="scipy"``.
     tol : float, default=1e-6
         Inner tolerance (gradient norm) and linear-system tolerance when the
         caller passes none; the outer loop passes a decreasing schedule.
     max_inner_iter : int, default=1000
         L-BFGS iteration budget.
+    inner_solver : {"lbfgs", "scipy"}, default="lbfgs"
+        How the inner problem is solved; the hypergradient rule is the same.
+        ``"lbfgs"``: optax's L-BFGS, traced together with the linear solve, so
+        the whole method can be ``jit``-ed and ``vmap``-ped (``traceable``); suits
+        accelerators, but costs seconds of XLA compilation per configuration.
+        ``"scipy"``: SciPy's L-BFGS-B on the host over a small jitted
+        value-and-gradient program, then one jitted program for the linear solve
+        and the rest (HOAG's original layout, as jaxopt's ``ScipyWrapper``). Not
+        traceable: call it eagerly; :class:`~skfarho.core.Batched` and
+        :func:`~skfarho.core.minimize_hyperparameters` loop in Python for it. Both
+        programs compile in a fraction of a second and are cached per problem
+        (:func:`host_programs`): choose it when compilation time dominates
+        (small and medium problems on CPU, a fresh process).
 
     Examples
     --------
@@ -65,25 +92,64 @@ class Implicit:
     ... )
     >>> Implicit()(problem, jnp.array([3.0, 0.0]), (), ()).grad.round(4).tolist()
     [2.0, -1.0]
+    >>> host = Implicit(inner_solver="scipy")
+    >>> host(problem, jnp.array([3.0, 0.0]), (), ()).grad.round(4).tolist()
+    [2.0, -1.0]
     """
 
-    linear_solver: Any = CG()
+    linear_solver: Any = None
     tol: float = 1e-6
     max_inner_iter: int = 1000
+    inner_solver: str = "lbfgs"
 
-    def init_warm_start(self, problem, hparams, inner_data):
-        """``init_params(hparams)`` and a zero adjoint, the structure of later ones."""
-        params = problem.init_params(hparams)
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ImplicitWarmStart(params, zeros)
+    divergence_hint = DIVERGENCE_HINT
 
-    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None):
+    def __post_init__(self):
+        if self.inner_solver not in _DEFAULT_LINEAR_SOLVERS:
+            raise ValueError(f"inner_solver must be one of "
+                             f"{sorted(_DEFAULT_LINEAR_SOLVERS)}, got "
+                             f"{self.inner_solver!r}.")
+        if self.linear_solver is None:  # resolved, so equal methods hash equal
+            object.__setattr__(self, "linear_solver",
+                               _DEFAULT_LINEAR_SOLVERS[self.inner_solver])
+
+    @property
+    def traceable(self) -> bool:
+        """True with ``inner_solver="lbfgs"``, False with the host-side ``"scipy"``."""
+        return self.inner_solver != "scipy"
+
+
+    def init_warm_start(self, problem, hparams, inner_data, fixed=None):
+        """``init_params(hparams)`` and a zero adjoint, the structure of later ones.
+
+        NumPy arrays with the host-side inner solver.
+        """
+        params = bind_fixed(problem, fixed).init_params(hparams)
+        if not self.traceable:
+            params = jax.tree_util.tree_map(np.asarray, params)
+        zeros = jnp.zeros_like if self.traceable else np.zeros_like
+        return ImplicitWarmStart(params, jax.tree_util.tree_map(zeros, params))
+
+    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None,
+                    fixed=None):
         """``w*(hparams)`` by L-BFGS from the warm start (or ``init_params``)."""
         tol = self.tol if tol is None else tol
-        init = problem.init_params(hparams) if warm_start is None else warm_start.params
+        if warm_start is None:
+            init = bind_fixed(problem, fixed).init_params(hparams)
+        else:
+            init = warm_start.params
+        if not self.traceable:
+            value_and_grad = host_programs(problem, self.linear_solver)[
+                "inner_value_and_grad"]
+            fixed, inner_data = {} if fixed is None else fixed, jax.device_put(
+                inner_data)
+            return scipy_lbfgs_minimize(
+                lambda params: value_and_grad(params, hparams, fixed, inner_data),
+                init, float(tol), self.max_inner_iter)
+        bound = bind_fixed(problem, fixed)
 
         def objective(params):
-            return problem.inner_loss(params, hparams, *inner_data)
+            return bound.inner_loss(params, hparams, *inner_data)
 
         params, _ = lbfgs_minimize(objective, init, tol, self.max_inner_iter)
         return params
@@ -96,9 +162,14 @@ class Implicit:
         outer_data: tuple,
         warm_start: ImplicitWarmStart | None = None,
         tol=None,
+        fixed: dict | None = None,
     ) -> HypergradResult:
         """Outer value and hypergradient at the approximate inner minimum."""
         tol = self.tol if tol is None else tol
+        if not self.traceable:
+            return self._host_call(problem, hparams, inner_data, outer_data,
+                                   warm_start, float(tol), fixed)
+        problem = bind_fixed(problem, fixed)
         params = self.solve_inner(problem, hparams, inner_data, warm_start, tol)
         x0 = None if warm_start is None else warm_start.adjoint
         value, grad, adjoint = implicit_hypergradient(
@@ -106,14 +177,69 @@ class Implicit:
             x0, tol)
         return make_result(value, grad, params, ImplicitWarmStart(params, adjoint))
 
+    def _host_call(self, problem, hparams, inner_data, outer_data, warm_start, tol,
+                   fixed):
+        """The ``"scipy"`` inner solver's ``__call__``: NumPy in, NumPy out."""
+        fixed = {} if fixed is None else fixed
+        inner_data, outer_data = jax.device_put((inner_data, outer_data))
+        params = self.solve_inner(problem, hparams, inner_data, warm_start, tol,
+                                  fixed)
+        if warm_start is None:
+            adjoint = jax.tree_util.tree_map(np.zeros_like, params)
+        else:
+            adjoint = warm_start.adjoint
+        program = host_programs(problem, self.linear_solver)["hypergradient"]
+        value, grad, adjoint = jax.tree_util.tree_map(np.asarray, program(
+            params, adjoint, tol, hparams, fixed, inner_data, outer_data))
+        finite = all(np.all(np.isfinite(leaf)) for leaf in
+                     jax.tree_util.tree_leaves((value, grad, params)))
+        return HypergradResult(value, grad, params, ImplicitWarmStart(params, adjoint),
+                               np.bool_(finite))
+
+
+# XLA:CPU options for the host-side programs, chosen by measurement (digits and
+# the 500-feature problem of benchmarks/bench_vs_search.py, 2 cores): LLVM level 2
+# and one code-generation split compiled in about the default time (1.0-1.3 s for
+# both programs) and ran warm fits 20-25% faster than the defaults; level 0
+# compiled a third faster but ran 40-50% slower.
+_FAST_COMPILE = {"xla_backend_optimization_level": 2,
+                 "xla_cpu_parallel_codegen_split_count": 1}
+
+
+@functools.lru_cache(maxsize=64)
+def host_programs(problem, linear_solver=_DEFAULT_LINEAR_SOLVERS["scipy"]):
+    """The two jitted programs of ``Implicit(inner_solver="scipy")``, cached.
+
+    ``inner_value_and_grad(params, hparams, fixed, inner_data)`` feeds SciPy's
+    L-BFGS-B; ``hypergradient(params, adjoint, tol, hparams, fixed, inner_data,
+    outer_data)`` runs ``linear_solver`` on Hessian-vector products inside one
+    program (warm started from ``adjoint``) and returns the outer value, the
+    hypergradient and the new adjoint. Learned ``hparams`` and ``fixed`` ones
+    are separate traced arguments, so new values never recompile.
+    """
+
+    def inner_value_and_grad(params, hparams, fixed, inner_data):
+        bound = bind_fixed(problem, fixed)
+        return jax.value_and_grad(bound.inner_loss)(params, hparams, *inner_data)
+
+    def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
+        return implicit_hypergradient(bind_fixed(problem, fixed), hparams, params,
+                                      inner_data, outer_data, linear_solver, adjoint,
+                                      tol)
+
+    options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
+    return {name: jax.jit(fun, compiler_options=options) for name, fun in (
+        ("inner_value_and_grad", inner_value_and_grad),
+        ("hypergradient", hypergradient))}
+
 
 def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
                            linear_solver=None, x0=None, tol=1e-6):
     r"""Outer value, hypergradient and adjoint at given inner parameters.
 
-    The part of the implicit method after the inner solve, shared by
-    :class:`Implicit` (traced together with the solve) and
-    :class:`~skfarho.core.HostImplicit` (jitted on its own).
+    The part of the implicit method after the inner solve, shared by both inner
+    solvers of :class:`Implicit`: traced together with the solve (``"lbfgs"``)
+    or jitted on its own (``"scipy"``, see :func:`host_programs`).
 
     Returns
     -------

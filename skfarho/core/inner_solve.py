@@ -1,4 +1,11 @@
-"""Solving the inner problem to a tolerance with L-BFGS (optax), for HOAG."""
+"""Solving the inner problem to a tolerance with L-BFGS, for HOAG.
+
+Two solvers, with the same stopping rule (the gradient's Euclidean norm below
+``tol``): :func:`lbfgs_minimize` (optax, traced, in a ``while_loop``) and
+:func:`scipy_lbfgs_minimize` (SciPy's L-BFGS-B on the host, driving a jitted
+value-and-gradient function). :class:`~skfarho.core.Implicit` chooses one by its
+``inner_solver``.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import optax.tree_utils as otu
+import scipy.optimize
 
 PyTree = Any
 
@@ -74,3 +83,90 @@ def lbfgs_minimize(
     init = (init_params, optimizer.init(init_params), inf)
     params, _, grad_norm = jax.lax.while_loop(keep_going, step, init)
     return params, grad_norm
+
+
+class _Flat:
+    """Flatten a pytree of arrays to one float64 vector and back (NumPy)."""
+
+    def __init__(self, template):
+        leaves, self.treedef = jax.tree_util.tree_flatten(template)
+        self.shapes = [np.shape(leaf) for leaf in leaves]
+        self.splits = np.cumsum([int(np.prod(s)) for s in self.shapes])[:-1]
+
+    def ravel(self, tree):
+        leaves = jax.tree_util.tree_leaves(tree)
+        return np.concatenate([np.ravel(np.asarray(leaf, np.float64))
+                               for leaf in leaves])
+
+    def unravel(self, vector):
+        parts = np.split(vector, self.splits)
+        return jax.tree_util.tree_unflatten(
+            self.treedef, [p.reshape(s) for p, s in zip(parts, self.shapes,
+                                                       strict=True)])
+
+
+def scipy_lbfgs_minimize(
+    value_and_grad: Callable[[PyTree], tuple[Any, PyTree]],
+    init_params: PyTree,
+    tol: float,
+    maxiter: int = 1000,
+    memory_size: int = 10,
+) -> PyTree:
+    """Minimize with SciPy's L-BFGS-B on the host, stopping as :func:`lbfgs_minimize`.
+
+    Not traceable: each iteration calls ``value_and_grad`` (typically a jitted
+    function, so that it compiles once) and moves its result to NumPy.
+
+    Parameters
+    ----------
+    value_and_grad : callable
+        ``value_and_grad(params) -> (value, grad)`` of a smooth objective.
+    init_params : PyTree
+        Starting point; its structure and shapes are those of the result.
+    tol : float
+        Stop when the gradient's Euclidean norm is below ``tol``.
+    maxiter : int, default=1000
+        Iteration budget.
+    memory_size : int, default=10
+        Number of curvature pairs kept.
+
+    Returns
+    -------
+    PyTree
+        The approximate minimizer, as NumPy float64 arrays (``init_params`` itself,
+        flattened and back, when it already meets ``tol`` or is not finite).
+
+    Examples
+    --------
+    >>> import jax
+    >>> import jax.numpy as jnp
+    >>> fun = jax.jit(jax.value_and_grad(lambda w: jnp.sum((w - 3.0) ** 2)))
+    >>> scipy_lbfgs_minimize(fun, jnp.zeros(2), tol=1e-6).round(4).tolist()
+    [3.0, 3.0]
+    """
+    flat = _Flat(init_params)
+    last = {}
+
+    def fun(vector):
+        value, grad = value_and_grad(flat.unravel(vector))
+        grad = flat.ravel(grad)
+        last.update(x=vector.copy(), grad_norm=np.linalg.norm(grad))
+        return float(value), grad
+
+    def stop_at_tolerance(intermediate_result):
+        # lbfgs_minimize's criterion: the gradient's Euclidean norm below tol
+        if (np.array_equal(intermediate_result.x, last["x"])
+                and last["grad_norm"] < tol):
+            raise StopIteration
+
+    x0 = flat.ravel(init_params)
+    value, _ = fun(x0)
+    if not np.isfinite(value) or last["grad_norm"] < tol:
+        return flat.unravel(x0)
+    # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it implies
+    # the Euclidean criterion, which the callback checks first
+    solution = scipy.optimize.minimize(
+        fun, x0, jac=True, method="L-BFGS-B", callback=stop_at_tolerance,
+        options={"gtol": tol / np.sqrt(x0.size), "ftol": 1e-15,
+                 "maxiter": maxiter, "maxcor": memory_size})
+    return flat.unravel(solution.x)

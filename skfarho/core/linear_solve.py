@@ -75,8 +75,10 @@ def _conjugate_gradient(matvec, b, x0, tol, maxiter):
         return x, residual, direction, new_squared, k + 1
 
     state = (x, residual, residual, squared, 0)
-    x, *_ = jax.lax.while_loop(keep_going, iteration, state)
-    return unravel(x)
+    x, _, _, squared, _ = jax.lax.while_loop(keep_going, iteration, state)
+    # a non-finite residual stops the loop (the comparison is False): report it
+    # rather than return the warm start as if it had converged
+    return unravel(jnp.where(jnp.isfinite(squared), x, jnp.nan))
 
 
 def _largest_eigenvalue(matvec: MatVec, b: PyTree, iterations: int) -> jax.Array:

@@ -1,7 +1,8 @@
 """Meta-learning: many few-shot inner problems, one set of hyperparameters.
 
 Two bilevel formulations from FAR-HO (Franceschi et al., 2018), on episodes of
-``n_way``-way ``k_shot``-shot classification:
+``n_way``-way ``k_shot``-shot classification (:mod:`skfarho.core.episodes`,
+re-exported here):
 
 - **hyper-representation** (:func:`hyper_representation_problem`): the
   hyperparameters are a feature map ``phi(x) = act(x W + b)`` shared by all
@@ -15,38 +16,14 @@ Two bilevel formulations from FAR-HO (Franceschi et al., 2018), on episodes of
 
 The meta-objective is the mean query loss over a batch of tasks: wrap any
 hypergradient method in :class:`~skfarho.core.Batched` (``vmap`` over the
-leading episode axis of the data). :func:`meta_train` draws a new batch of
-episodes at every outer step; :func:`~skfarho.core.minimize_hyperparameters`
-works too, on a fixed batch. :func:`make_episodes` builds the episodes from any
-labelled data set, :func:`query_accuracy` evaluates on held-out episodes.
+leading episode axis of the data). :func:`meta_train` runs
+:func:`~skfarho.core.outer.compiled_outer_step` on a new batch of episodes at
+every outer step; :func:`~skfarho.core.minimize_hyperparameters` works too, on
+a fixed batch. :func:`query_accuracy` evaluates on held-out episodes. The
+models, losses and initialization are those of :mod:`skfarho.core.models`.
 
 If ``hparams`` holds a ``"log_lr"`` entry, the inner learning rate is
 ``exp(hparams["log_lr"])`` and is meta-learned with the rest.
-
-Examples
---------
-Meta-train a representation on episodes of 3 Gaussian blobs per class, with a
-fixed batch of episodes and :func:`~skfarho.core.minimize_hyperparameters`:
-
->>> import numpy as np
->>> import optax
->>> from skfarho.core import Batched, Reverse, minimize_hyperparameters
->>> from skfarho.core.meta_learning import (
-...     hyper_representation_problem, init_representation, make_episodes)
->>> rng = np.random.default_rng(0)
->>> y = np.repeat(np.arange(6), 20)
->>> X = rng.normal(size=(6, 5))[y] + 0.5 * rng.normal(size=(120, 5))
->>> episodes = make_episodes(X, y, n_way=3, k_shot=2, n_query=4,
-...                          n_episodes=8, rng=0)
->>> episodes.support_X.shape, episodes.query_y.shape
-((8, 6, 5), (8, 12))
->>> problem = hyper_representation_problem(n_way=3, num_steps=10)
->>> result = minimize_hyperparameters(
-...     problem, init_representation(5, 8, rng=0), episodes.inner,
-...     episodes.outer, method=Batched(Reverse()), optimizer=optax.adam(0.05),
-...     num_steps=20)
->>> bool(result.history["value"][-1] < result.history["value"][0])
-True
 """
 
 from __future__ import annotations
@@ -64,174 +41,53 @@ import optax
 
 from skfarho.core.batch import Batched
 from skfarho.core.dynamics import gradient_descent
-from skfarho.core.outer import DivergenceError
+from skfarho.core.episodes import Episodes, make_episodes
+from skfarho.core.models import (
+    get_activation,
+    glorot_uniform,
+    linear_model,
+    mlp_feature_squares,
+    mlp_scores,
+    multinomial_log_loss,
+)
+from skfarho.core.outer import DivergenceError, compiled_outer_step
 from skfarho.core.problem import BilevelProblem
 from skfarho.core.reverse import Reverse
 from skfarho.core.unroll import unrolled_params
 
+__all__ = [
+    "Episodes",
+    "FewShotProblem",
+    "MetaTrainResult",
+    "cross_entropy",
+    "hyper_representation_problem",
+    "init_network",
+    "init_representation",
+    "learned_initialization_problem",
+    "make_episodes",
+    "meta_train",
+    "query_accuracy",
+]
+
 PyTree = Any
 
-ACTIVATIONS = {
-    "tanh": jnp.tanh,
-    "relu": jax.nn.relu,
-    "logistic": jax.nn.sigmoid,
-    "identity": lambda z: z,
-}
+# each task's softmax head on the representation: {"coef", "intercept"}
+_HEAD = linear_model(multinomial_log_loss)
 
 
-# ---- episodes ---------------------------------------------------------------
-class Episodes(NamedTuple):
-    """A stack of few-shot episodes; every array has a leading episode axis.
+# ---- problems ---------------------------------------------------------------
+def cross_entropy(scores, y):
+    """Mean softmax cross-entropy of ``scores`` (n, K) for integer labels ``y``.
 
-    Attributes
-    ----------
-    support_X : ndarray of shape (n_episodes, n_way * k_shot, n_features)
-        Support (training) inputs of every episode, class by class.
-    support_y : ndarray of shape (n_episodes, n_way * k_shot)
-        Support labels in ``0 .. n_way - 1``.
-    query_X : ndarray of shape (n_episodes, n_way * n_query, n_features)
-        Query (validation) inputs.
-    query_y : ndarray of shape (n_episodes, n_way * n_query)
-        Query labels in ``0 .. n_way - 1``.
-    classes : ndarray of shape (n_episodes, n_way)
-        The original class of each episode label: ``classes[e, k]`` is the class
-        called ``k`` in episode ``e``.
-    """
-
-    support_X: np.ndarray
-    support_y: np.ndarray
-    query_X: np.ndarray
-    query_y: np.ndarray
-    classes: np.ndarray
-
-    @property
-    def inner(self) -> tuple:
-        """``(support_X, support_y)``: the inner data of the bilevel problem."""
-        return (self.support_X, self.support_y)
-
-    @property
-    def outer(self) -> tuple:
-        """``(query_X, query_y)``: the outer data of the bilevel problem."""
-        return (self.query_X, self.query_y)
-
-    @property
-    def n_episodes(self) -> int:
-        """Number of episodes."""
-        return len(self.support_X)
-
-    def select(self, index) -> Episodes:
-        """The episodes at ``index`` (an integer array, a slice or a mask)."""
-        return Episodes(*(np.asarray(part)[index] for part in self))
-
-
-def make_episodes(X, y, n_way: int, k_shot: int, n_query: int, n_episodes: int,
-                  rng=None) -> Episodes:
-    """Sample ``n_way``-way ``k_shot``-shot episodes from a labelled data set.
-
-    Each episode draws ``n_way`` distinct classes of ``y`` in random order (the
-    ``k``-th drawn class gets label ``k``, so labels carry no meaning across
-    episodes), then ``k_shot + n_query`` distinct rows of each class: the first
-    ``k_shot`` go to the support set, the others to the query set. For
-    meta-testing, sample from classes never seen in meta-training.
-
-    Parameters
-    ----------
-    X : array-like of shape (n_samples, n_features)
-        Inputs (kept in their floating dtype).
-    y : array-like of shape (n_samples,)
-        Class labels, any type.
-    n_way : int
-        Classes per episode.
-    k_shot : int
-        Support examples per class.
-    n_query : int
-        Query examples per class.
-    n_episodes : int
-        Number of episodes.
-    rng : int, numpy.random.Generator or None, default=None
-        Seed or generator.
-
-    Returns
-    -------
-    Episodes
-        The episodes, stacked on a leading axis; labels are ``int32``.
+    The mean of :func:`~skfarho.core.models.multinomial_log_loss`.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> X, y = np.arange(40.0).reshape(20, 2), np.repeat([3, 5, 7, 9], 5)
-    >>> episodes = make_episodes(X, y, n_way=2, k_shot=1, n_query=2,
-    ...                          n_episodes=4, rng=0)
-    >>> episodes.support_X.shape, episodes.query_X.shape
-    ((4, 2, 2), (4, 4, 2))
-    >>> episodes.support_y[0].tolist(), episodes.query_y[0].tolist()
-    ([0, 1], [0, 0, 1, 1])
+    >>> import jax.numpy as jnp
+    >>> round(float(cross_entropy(jnp.zeros((3, 2)), jnp.array([0, 1, 1]))), 4)
+    0.6931
     """
-    X, y = np.asarray(X), np.asarray(y)
-    if not np.issubdtype(X.dtype, np.floating):
-        X = X.astype(np.float64)
-    if X.ndim != 2 or len(X) != len(y):
-        raise ValueError(f"X must be 2-d with one row per label, got X of shape "
-                         f"{X.shape} and {len(y)} labels.")
-    for name, value, low in (("n_way", n_way, 2), ("k_shot", k_shot, 1),
-                             ("n_query", n_query, 1), ("n_episodes", n_episodes, 1)):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
-    classes, inverse = np.unique(y, return_inverse=True)
-    if len(classes) < n_way:
-        raise ValueError(f"n_way={n_way} needs at least {n_way} classes, y has "
-                         f"{len(classes)}.")
-    members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
-    per_class = k_shot + n_query
-    smallest = min(len(m) for m in members)
-    if smallest < per_class:
-        raise ValueError(f"k_shot + n_query = {per_class} rows per class are needed; "
-                         f"the smallest class has {smallest}.")
-    rng = np.random.default_rng(rng)
-    picked = np.empty((n_episodes, n_way), dtype=np.intp)
-    rows = np.empty((n_episodes, n_way, per_class), dtype=np.intp)
-    for e in range(n_episodes):
-        picked[e] = rng.choice(len(classes), n_way, replace=False)
-        for k, c in enumerate(picked[e]):
-            rows[e, k] = rng.choice(members[c], per_class, replace=False)
-    support = rows[:, :, :k_shot].reshape(n_episodes, -1)
-    query = rows[:, :, k_shot:].reshape(n_episodes, -1)
-    labels = np.arange(n_way, dtype=np.int32)
-    return Episodes(
-        X[support],
-        np.broadcast_to(np.repeat(labels, k_shot), support.shape).copy(),
-        X[query],
-        np.broadcast_to(np.repeat(labels, n_query), query.shape).copy(),
-        classes[picked],
-    )
-
-
-# ---- models -----------------------------------------------------------------
-def cross_entropy(scores, y):
-    """Mean softmax cross-entropy of ``scores`` (n, K) for integer labels ``y``."""
-    picked = jnp.take_along_axis(scores, y[:, None].astype(jnp.int32), axis=1)[:, 0]
-    return jnp.mean(jax.nn.logsumexp(scores, axis=1) - picked)
-
-
-def _activation(name: str):
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
-                         f"{name!r}.")
-    return ACTIVATIONS[name]
-
-
-def _inner_learning_rate(learning_rate: float):
-    def coefficient(hparams):
-        if "log_lr" in hparams:
-            return jnp.exp(hparams["log_lr"])
-        return learning_rate
-
-    return coefficient
-
-
-def _glorot(rng, fan_in, fan_out):
-    bound = np.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-bound, bound, (fan_in, fan_out))
+    return jnp.mean(multinomial_log_loss(scores, y))
 
 
 def init_representation(n_features: int, n_hidden: int, rng=None) -> dict:
@@ -239,10 +95,8 @@ def init_representation(n_features: int, n_hidden: int, rng=None) -> dict:
 
     Parameters
     ----------
-    n_features : int
-        Input dimension.
-    n_hidden : int
-        Dimension of the representation.
+    n_features, n_hidden : int
+        Input dimension and dimension of the representation.
     rng : int, numpy.random.Generator or None, default=None
         Seed or generator.
 
@@ -257,7 +111,7 @@ def init_representation(n_features: int, n_hidden: int, rng=None) -> dict:
     {'W': (64, 32), 'b': (32,)}
     """
     rng = np.random.default_rng(rng)
-    return {"W": _glorot(rng, n_features, n_hidden), "b": np.zeros(n_hidden)}
+    return {"W": glorot_uniform(rng, n_features, n_hidden), "b": np.zeros(n_hidden)}
 
 
 def init_network(n_features: int, n_hidden: int, n_way: int, rng=None) -> dict:
@@ -265,12 +119,8 @@ def init_network(n_features: int, n_hidden: int, n_way: int, rng=None) -> dict:
 
     Parameters
     ----------
-    n_features : int
-        Input dimension.
-    n_hidden : int
-        Hidden units.
-    n_way : int
-        Outputs (classes per episode).
+    n_features, n_hidden, n_way : int
+        Input dimension, hidden units and outputs (classes per episode).
     rng : int, numpy.random.Generator or None, default=None
         Seed or generator.
 
@@ -286,8 +136,8 @@ def init_network(n_features: int, n_hidden: int, n_way: int, rng=None) -> dict:
     ['W1', 'W2', 'b1', 'b2']
     """
     rng = np.random.default_rng(rng)
-    return {"W1": _glorot(rng, n_features, n_hidden), "b1": np.zeros(n_hidden),
-            "W2": _glorot(rng, n_hidden, n_way), "b2": np.zeros(n_way)}
+    return {"W1": glorot_uniform(rng, n_features, n_hidden), "b1": np.zeros(n_hidden),
+            "W2": glorot_uniform(rng, n_hidden, n_way), "b2": np.zeros(n_way)}
 
 
 @dataclass(frozen=True)
@@ -307,6 +157,26 @@ class FewShotProblem(BilevelProblem):
     scores: Callable[..., jax.Array] | None = None
 
 
+def _few_shot_problem(scores, feature_squares, l2, init_params, learning_rate,
+                      num_steps) -> FewShotProblem:
+    """Support cross-entropy plus ``l2 / 2`` times the summed feature squares,
+    query cross-entropy outside; gradient descent at ``exp(hparams["log_lr"])``
+    if learned, else at ``learning_rate``."""
+
+    def inner_loss(params, hparams, X, y):
+        penalty = 0.5 * l2 * jnp.sum(feature_squares(params))
+        return cross_entropy(scores(params, hparams, X), y) + penalty
+
+    def outer_loss(params, hparams, X, y):
+        return cross_entropy(scores(params, hparams, X), y)
+
+    def rate(hparams):
+        return jnp.exp(hparams["log_lr"]) if "log_lr" in hparams else learning_rate
+
+    return FewShotProblem(inner_loss, outer_loss, init_params,
+                          gradient_descent(rate), num_steps, scores)
+
+
 @functools.lru_cache(maxsize=32)
 def hyper_representation_problem(n_way: int, num_steps: int = 15,
                                  learning_rate: float = 0.5,
@@ -315,8 +185,9 @@ def hyper_representation_problem(n_way: int, num_steps: int = 15,
     """A shared representation as hyperparameter, a per-task head as parameters.
 
     Hyperparameters ``{"W": (d, h), "b": (h,)}`` (optionally ``"log_lr"``)
-    define ``phi(x) = act(x W + b)``. Inner parameters: a softmax head
-    ``{"W": (h, n_way), "b": (n_way,)}`` started at zero and trained by
+    define ``phi(x) = act(x W + b)``. Inner parameters: a softmax head, the
+    linear model ``{"coef": (h, n_way), "intercept": (n_way,)}`` of
+    :func:`~skfarho.core.models.linear_model`, started at zero and trained by
     ``num_steps`` steps of gradient descent on
 
     .. math::
@@ -353,35 +224,24 @@ def hyper_representation_problem(n_way: int, num_steps: int = 15,
     >>> problem = hyper_representation_problem(n_way=2, num_steps=5)
     >>> hparams = init_representation(3, 4, rng=0)
     >>> head = problem.init_params(hparams)
-    >>> head["W"].shape
+    >>> head["coef"].shape
     (4, 2)
     >>> X, y = np.eye(3)[[0, 1, 2, 0]], np.array([0, 1, 1, 0])
     >>> round(float(problem.outer_loss(head, hparams, X, y)), 4)  # log(2)
     0.6931
     """
-    act = _activation(activation)
-
-    def features(hparams, X):
-        return act(X @ hparams["W"] + hparams["b"])
+    act = get_activation(activation)
 
     def scores(head, hparams, X):
-        return features(hparams, X) @ head["W"] + head["b"]
-
-    def inner_loss(head, hparams, X, y):
-        penalty = 0.5 * head_l2 * jnp.sum(head["W"] ** 2)
-        return cross_entropy(scores(head, hparams, X), y) + penalty
-
-    def outer_loss(head, hparams, X, y):
-        return cross_entropy(scores(head, hparams, X), y)
+        return _HEAD.scores(head, act(X @ hparams["W"] + hparams["b"]))
 
     def init_params(hparams):
         W = jnp.asarray(hparams["W"])
-        return {"W": jnp.zeros((W.shape[1], n_way), W.dtype),
-                "b": jnp.zeros(n_way, W.dtype)}
+        return jax.tree_util.tree_map(lambda zeros: jnp.asarray(zeros, W.dtype),
+                                      _HEAD.init(W.shape[1], n_way))
 
-    return FewShotProblem(inner_loss, outer_loss, init_params,
-                          gradient_descent(_inner_learning_rate(learning_rate)),
-                          num_steps, scores)
+    return _few_shot_problem(scores, _HEAD.feature_squares, head_l2, init_params,
+                             learning_rate, num_steps)
 
 
 _NETWORK_KEYS = ("W1", "b1", "W2", "b2")
@@ -423,24 +283,17 @@ def learned_initialization_problem(num_steps: int = 5, learning_rate: float = 0.
     >>> sorted(problem.init_params(hparams))  # log_lr is not a weight
     ['W1', 'W2', 'b1', 'b2']
     """
-    act = _activation(activation)
+    network = mlp_scores(activation)
 
     def scores(params, hparams, X):
-        return act(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
-
-    def inner_loss(params, hparams, X, y):
-        penalty = 0.5 * l2 * (jnp.sum(params["W1"] ** 2) + jnp.sum(params["W2"] ** 2))
-        return cross_entropy(scores(params, hparams, X), y) + penalty
-
-    def outer_loss(params, hparams, X, y):
-        return cross_entropy(scores(params, hparams, X), y)
+        return network(params, X)
 
     def init_params(hparams):
         return {key: hparams[key] for key in _NETWORK_KEYS}
 
-    return FewShotProblem(inner_loss, outer_loss, init_params,
-                          gradient_descent(_inner_learning_rate(learning_rate)),
-                          num_steps, scores)
+    # the MLP's feature squares sum to ||W1||^2 + ||W2||^2
+    return _few_shot_problem(scores, mlp_feature_squares, l2, init_params,
+                             learning_rate, num_steps)
 
 
 # ---- training and evaluation ------------------------------------------------
@@ -461,17 +314,6 @@ class MetaTrainResult(NamedTuple):
     hparams: PyTree
     history: dict
     n_steps: int
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled_meta_step(problem, method, optimizer):
-    def step(hparams, opt_state, inner, outer):
-        result = method(problem, hparams, inner, outer)
-        updates, opt_state = optimizer.update(result.grad, opt_state, hparams)
-        return (optax.apply_updates(hparams, updates), opt_state, result.value,
-                result.finite)
-
-    return jax.jit(step)
 
 
 @functools.cache
@@ -518,36 +360,59 @@ def meta_train(problem, hparams: PyTree, episodes, *, batch_size: int = 16,
     ------
     DivergenceError
         When the inner training or the hypergradient stop being finite.
+
+    Examples
+    --------
+    Meta-train a representation on episodes of 3 Gaussian blobs per class:
+
+    >>> import numpy as np
+    >>> import optax
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(np.arange(6), 20)
+    >>> X = rng.normal(size=(6, 5))[y] + 0.5 * rng.normal(size=(120, 5))
+    >>> pool = make_episodes(X, y, n_way=3, k_shot=2, n_query=4, n_episodes=32,
+    ...                      rng=0)
+    >>> problem = hyper_representation_problem(n_way=3, num_steps=10)
+    >>> result = meta_train(problem, init_representation(5, 8, rng=0), pool,
+    ...                     batch_size=8, num_steps=30,
+    ...                     optimizer=optax.adam(0.05), rng=0)
+    >>> value = result.history["value"]
+    >>> bool(value[-5:].mean() < value[:5].mean())
+    True
     """
     method = Batched(Reverse()) if method is None else method
     optimizer = _default_meta_optimizer() if optimizer is None else optimizer
-    step_fn = _compiled_meta_step(problem, method, optimizer)
+    # the arguments minimize_hyperparameters passes: the same compiled program
+    step_fn = compiled_outer_step(problem, method, optimizer, None)
     rng = np.random.default_rng(rng)
     hparams = jax.tree_util.tree_map(jnp.asarray, hparams)
     opt_state = optimizer.init(hparams)
     values, times, start = [], [], time.perf_counter()
     for k in range(num_steps):
-        if callable(episodes):
-            batch = episodes(rng)
-        else:
-            if batch_size > episodes.n_episodes:
-                raise ValueError(f"batch_size={batch_size} exceeds the pool of "
-                                 f"{episodes.n_episodes} episodes.")
-            batch = episodes.select(rng.choice(episodes.n_episodes, batch_size,
-                                               replace=False))
-        new_hparams, opt_state, value, finite = step_fn(
-            hparams, opt_state, batch.inner, batch.outer)
-        if not bool(finite):
+        batch = _next_batch(episodes, batch_size, rng)
+        new_hparams, opt_state, result, grad_norm = step_fn(
+            hparams, opt_state, None, None, batch.inner, batch.outer, {})
+        if not (bool(result.finite) and np.isfinite(float(grad_norm))):
             raise DivergenceError(
                 f"Non-finite meta-objective or hypergradient at outer step {k}: "
-                "lower the inner learning rate or the outer learning rate.")
-        values.append(float(value))
+                f"{method.divergence_hint}.")
+        values.append(float(result.value))
         times.append(time.perf_counter() - start)
         hparams = new_hparams
-        if callback is not None and callback(k, hparams, value):
+        if callback is not None and callback(k, hparams, result.value):
             break
     history = {"value": np.asarray(values), "time": np.asarray(times)}
     return MetaTrainResult(hparams, history, len(values))
+
+
+def _next_batch(episodes, batch_size, rng):
+    """``episodes(rng)``, or ``batch_size`` episodes of the pool without replacement."""
+    if callable(episodes):
+        return episodes(rng)
+    if batch_size > episodes.n_episodes:
+        raise ValueError(f"batch_size={batch_size} exceeds the pool of "
+                         f"{episodes.n_episodes} episodes.")
+    return episodes.select(rng.choice(episodes.n_episodes, batch_size, replace=False))
 
 
 @functools.lru_cache(maxsize=32)

@@ -25,8 +25,8 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from skfarho.core.dynamics import InnerState, init_state, run
-from skfarho.core.problem import HypergradResult, make_result
-from skfarho.core.unroll import unrolled_params
+from skfarho.core.problem import HypergradResult, bind_fixed, make_result
+from skfarho.core.unroll import UnrolledMethod
 
 PyTree = Any
 
@@ -60,14 +60,15 @@ def _first(tree: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda leaf: leaf[0], tree)
 
 
-class _Online:
-    """What both online methods share: the carried state and the final fit."""
+class _Online(UnrolledMethod):
+    """What both online methods share: the carried state and the final fit.
+
+    ``solve_inner`` (from :class:`~skfarho.core.unroll.UnrolledMethod`) is a fresh
+    run of ``problem.num_steps`` steps: the model to keep, as the carried state
+    ran with changing hyperparameters.
+    """
 
     hyper_interval: int
-
-    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None):
-        """A fresh run of ``problem.num_steps`` steps: the model to keep."""
-        return unrolled_params(problem, hparams, inner_data)
 
     def _state(self, problem, hparams, inner_data, warm_start):
         if warm_start is None:
@@ -106,8 +107,9 @@ class RTHO(_Online):
 
     hyper_interval: int = 10
 
-    def init_warm_start(self, problem, hparams, inner_data):
+    def init_warm_start(self, problem, hparams, inner_data, fixed=None):
         """The initial inner state and its tangents ``d state_0 / d hparams``."""
+        problem = bind_fixed(problem, fixed)
         flat, unravel = ravel_pytree(hparams)
 
         def initial(flat_h):
@@ -124,8 +126,9 @@ class RTHO(_Online):
 
     def __call__(self, problem, hparams: PyTree, inner_data: tuple,
                  outer_data: tuple, warm_start: OnlineState | None = None,
-                 tol=None) -> HypergradResult:
+                 tol=None, fixed: dict | None = None) -> HypergradResult:
         """Advance ``hyper_interval`` steps; hypergradient through the whole run."""
+        problem = bind_fixed(problem, fixed)
         state = self._state(problem, hparams, inner_data, warm_start)
         flat, unravel = ravel_pytree(hparams)
 
@@ -179,14 +182,15 @@ class TRHO(_Online):
     hyper_interval: int = 10
     checkpoint: bool = False
 
-    def init_warm_start(self, problem, hparams, inner_data):
+    def init_warm_start(self, problem, hparams, inner_data, fixed=None):
         """The initial inner state (no tangents)."""
-        return OnlineState(init_state(problem, hparams), None)
+        return OnlineState(init_state(bind_fixed(problem, fixed), hparams), None)
 
     def __call__(self, problem, hparams: PyTree, inner_data: tuple,
                  outer_data: tuple, warm_start: OnlineState | None = None,
-                 tol=None) -> HypergradResult:
+                 tol=None, fixed: dict | None = None) -> HypergradResult:
         """Advance ``hyper_interval`` steps; backpropagate through them only."""
+        problem = bind_fixed(problem, fixed)
         state = jax.lax.stop_gradient(
             self._state(problem, hparams, inner_data, warm_start).inner)
 

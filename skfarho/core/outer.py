@@ -13,9 +13,8 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from skfarho.core.host_implicit import HostImplicit
 from skfarho.core.implicit import Implicit
-from skfarho.core.problem import bind_fixed
+from skfarho.core.method import HypergradientMethod
 
 PyTree = Any
 
@@ -57,16 +56,23 @@ def compiled_outer_step(problem, method, optimizer, project=None):
 
     Data, hyperparameters, fixed hyperparameters, optimizer state, warm start and
     tolerance are traced arguments: fitting again on same-shaped data reuses the
-    compiled program. For a host-side method (``method.on_host``, e.g.
-    :class:`~skfarho.core.HostImplicit`) the step is a Python function that calls
+    compiled program. For a method that is not ``traceable`` (e.g.
+    ``Implicit(inner_solver="scipy")``) the step is a Python function that calls
     the method's own jitted pieces and a jitted optimizer update.
+
+    Returns
+    -------
+    callable
+        ``step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed)
+        -> (new_hparams, opt_state, result, grad_norm)``.
     """
-    if getattr(method, "on_host", False):
+    _check_method(method)
+    if not method.traceable:
         return _host_outer_step(problem, method, optimizer, project)
 
     def step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed):
-        bound = bind_fixed(problem, fixed)
-        result = method(bound, hparams, inner_data, outer_data, warm_start, tol)
+        result = method(problem, hparams, inner_data, outer_data, warm_start, tol,
+                        fixed)
         updates, opt_state = optimizer.update(result.grad, opt_state, hparams)
         new_hparams = optax.apply_updates(hparams, updates)
         if project is not None:
@@ -78,20 +84,17 @@ def compiled_outer_step(problem, method, optimizer, project=None):
 
 @functools.lru_cache(maxsize=128)
 def compiled_solve_inner(problem, method):
-    """Jitted ``method.solve_inner`` on the problem bound to ``fixed``, cached."""
+    """``solve(hparams, inner_data, fixed, warm_start, tol)``: ``method.solve_inner``.
 
-    if getattr(method, "on_host", False):
-        def solve_on_host(hparams, inner_data, fixed, warm_start, tol):
-            return method.solve_inner(problem, hparams, inner_data, warm_start, tol,
-                                      fixed=fixed)
-
-        return solve_on_host
+    Jitted for a ``traceable`` method, the method's own eager call otherwise;
+    cached by the static configuration.
+    """
+    _check_method(method)
 
     def solve(hparams, inner_data, fixed, warm_start, tol):
-        bound = bind_fixed(problem, fixed)
-        return method.solve_inner(bound, hparams, inner_data, warm_start, tol)
+        return method.solve_inner(problem, hparams, inner_data, warm_start, tol, fixed)
 
-    return jax.jit(solve)
+    return jax.jit(solve) if method.traceable else solve
 
 
 @functools.lru_cache(maxsize=128)
@@ -113,7 +116,7 @@ def _host_outer_step(problem, method, optimizer, project):
 
     def step(hparams, opt_state, warm_start, tol, inner_data, outer_data, fixed):
         result = method(problem, hparams, inner_data, outer_data, warm_start, tol,
-                        fixed=fixed)
+                        fixed)
         new_hparams, opt_state, grad_norm = update(result.grad, opt_state, hparams)
         return new_hparams, opt_state, result, grad_norm
 
@@ -153,9 +156,10 @@ def minimize_hyperparameters(
         Initial hyperparameters (in the unconstrained space the losses expect).
     inner_data, outer_data : tuple
         Extra arguments of the inner and the outer loss.
-    method : callable, default=Implicit()
-        The hypergradient method, e.g. ``Reverse(checkpoint=True)`` or
-        ``Batched(Implicit())``.
+    method : HypergradientMethod, default=Implicit()
+        The hypergradient method, e.g. ``Reverse(checkpoint=True)``,
+        ``Batched(Implicit())`` or ``Implicit(inner_solver="scipy")`` (not
+        traceable: the loop then calls it eagerly).
     optimizer : optax.GradientTransformation, default=optax.adam(0.1)
         The outer optimizer. Reuse the same object across calls to reuse the
         compiled step.
@@ -208,7 +212,7 @@ def minimize_hyperparameters(
                                      hparams)
     opt_state = optimizer.init(hparams) if opt_state is None else opt_state
     fixed = {} if fixed is None else fixed
-    warm_start = method.init_warm_start(bind_fixed(problem, fixed), hparams, inner_data)
+    warm_start = method.init_warm_start(problem, hparams, inner_data, fixed)
     history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
     best = (np.inf, hparams, None)
     since_best, converged, start = 0, False, time.perf_counter()
@@ -219,7 +223,9 @@ def minimize_hyperparameters(
         )
         value, grad_norm = float(result.value), float(grad_norm)
         if not bool(result.finite) or not np.isfinite(grad_norm):
-            raise DivergenceError(_divergence_message(method, k))
+            raise DivergenceError(
+                f"Non-finite outer objective or hypergradient at outer step {k}: "
+                f"{method.divergence_hint}.")
         history["value"].append(value)
         history["grad_norm"].append(grad_norm)
         history["time"].append(time.perf_counter() - start)
@@ -245,13 +251,9 @@ def _default_optimizer():
     return optax.adam(0.1)
 
 
-def _divergence_message(method, step: int) -> str:
-    base = getattr(method, "method", method)
-    if isinstance(base, Implicit | HostImplicit):
-        cause = ("the implicit method's inner solve or linear system produced "
-                 "non-finite values: check the data for extreme values, raise the "
-                 "regularization, or lower the outer learning rate")
-    else:
-        cause = ("the unrolled inner dynamics diverged: lower the inner learning "
-                 "rate (or bound a learned one), or lower the outer learning rate")
-    return f"Non-finite outer objective or hypergradient at outer step {step}: {cause}."
+def _check_method(method):
+    if not isinstance(method, HypergradientMethod):
+        raise TypeError(
+            "method must be a hypergradient method (see "
+            "skfarho.core.HypergradientMethod: __call__, init_warm_start, "
+            f"solve_inner, traceable, divergence_hint), got {method!r}.")

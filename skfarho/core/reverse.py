@@ -7,14 +7,14 @@ from typing import Any
 
 import jax
 
-from skfarho.core.problem import HypergradResult, make_result
-from skfarho.core.unroll import unrolled_objective, unrolled_params
+from skfarho.core.problem import HypergradResult, bind_fixed, make_result
+from skfarho.core.unroll import UnrolledMethod, unrolled_objective
 
 PyTree = Any
 
 
 @dataclass(frozen=True)
-class Reverse:
+class Reverse(UnrolledMethod):
     """Reverse-mode hypergradient (FAR-HO's ``ReverseHG``).
 
     Backpropagates through the ``lax.scan`` of the ``T`` inner steps. Time is
@@ -55,8 +55,10 @@ class Reverse:
         outer_data: tuple,
         warm_start: PyTree = None,
         tol=None,
+        fixed: dict | None = None,
     ) -> HypergradResult:
         """Outer value and hypergradient; ``warm_start`` and ``tol`` are unused."""
+        problem = bind_fixed(problem, fixed)
 
         def objective(h):
             return unrolled_objective(
@@ -65,11 +67,3 @@ class Reverse:
 
         (value, params), grad = jax.value_and_grad(objective, has_aux=True)(hparams)
         return make_result(value, grad, params)
-
-    def init_warm_start(self, problem, hparams, inner_data):
-        """Unrolled methods restart from ``init_params``: no warm start."""
-        return None
-
-    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None):
-        """The inner parameters this method differentiates: ``w_T(hparams)``."""
-        return unrolled_params(problem, hparams, inner_data)

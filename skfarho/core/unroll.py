@@ -2,6 +2,7 @@
 
 Shared by :class:`~skfarho.core.Reverse` and :class:`~skfarho.core.Forward`:
 both differentiate :func:`unrolled_objective`, in reverse and forward mode.
+:class:`UnrolledMethod` holds what they and the online methods share.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ from typing import Any
 import jax
 
 from skfarho.core.dynamics import init_state, run
+from skfarho.core.problem import bind_fixed
 
 PyTree = Any
+
+DIVERGENCE_HINT = ("the unrolled inner dynamics diverged: lower the inner learning "
+                   "rate (or bound a learned one), or lower the outer learning rate")
 
 
 def unrolled_params(
@@ -62,3 +67,24 @@ def unrolled_objective(
     """``(E(w_T(hparams), hparams), w_T)``: the outer loss and the final parameters."""
     params = unrolled_params(problem, hparams, inner_data, truncate, checkpoint)
     return problem.outer_loss(params, hparams, *outer_data), params
+
+
+class UnrolledMethod:
+    """The members the unrolled and online methods share.
+
+    They are traceable, diverge through the inner dynamics, and their inner
+    parameters are ``w_T(hparams)`` after ``problem.num_steps`` steps from
+    ``init_params`` (no warm start).
+    """
+
+    traceable = True
+    divergence_hint = DIVERGENCE_HINT
+
+    def init_warm_start(self, problem, hparams, inner_data, fixed=None):
+        """Unrolled methods restart from ``init_params``: no warm start."""
+        return None
+
+    def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None,
+                    fixed=None):
+        """The inner parameters this method differentiates: ``w_T(hparams)``."""
+        return unrolled_params(bind_fixed(problem, fixed), hparams, inner_data)

@@ -1,0 +1,152 @@
+"""The numbers behind ``fit``, free of ``self``: learn, then refit on all rows.
+
+The estimators validate their input and build the pieces (problem, objective,
+data, method, optimizer, initial hyperparameters); these functions do the rest,
+as scikit-learn's ``Ridge.fit`` hands over to ``_ridge_regression``.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import optax.tree_utils as otu
+from sklearn.exceptions import ConvergenceWarning
+
+from skfarho._hyperparameters import weights_for_refit
+from skfarho._objective import trained_rows
+from skfarho.core import DivergenceError, minimize_hyperparameters
+from skfarho.core.outer import compiled_solve_inner
+from skfarho.core.problem import bind_fixed
+
+
+class LearnedModel(NamedTuple):
+    """What :func:`learn_hyperparameters` returns (NumPy arrays).
+
+    Attributes
+    ----------
+    params : dict
+        The model fitted with the learned hyperparameters.
+    hparams : dict
+        Learned and fixed hyperparameters, encoded.
+    history : dict
+        The outer loop's history (see :class:`~skfarho.core.OuterResult`).
+    converged : bool
+        False when the outer loop ran out of steps.
+    trained : ndarray of bool
+        Rows some inner problem trained on.
+    """
+
+    params: dict
+    hparams: dict
+    history: dict
+    converged: bool
+    trained: np.ndarray
+
+
+def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
+                          fixed, *, splits, refit=True, inner_tol=None, hint="",
+                          **loop_options) -> LearnedModel:
+    """Learn ``learned`` on ``objective``'s folds of ``data``, then refit.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+        The model's bilevel problem (outer loss from ``objective``).
+    objective : object
+        See :mod:`skfarho._objective`.
+    data : FitData
+        The rows of the fit.
+    method : HypergradientMethod
+        Batched over folds.
+    optimizer : optax.GradientTransformation
+        The outer optimizer.
+    learned, fixed : dict
+        Encoded initial hyperparameters (see :mod:`skfarho._hyperparameters`).
+    splits : list of (train, outer) index arrays
+        From ``objective.splits``.
+    refit : bool
+        Refit on all rows (from the folds' mean solution) or keep that mean.
+    inner_tol : float, optional
+        Tolerance of the refit's inner solve.
+    hint : str
+        Ends a warning that the refit did not converge (see :func:`solve`).
+    **loop_options
+        Passed to :func:`~skfarho.core.minimize_hyperparameters`.
+    """
+    folds = data.folds(splits, outer_is_inner=objective.reads_training_rows)
+    result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
+                                      method=method, optimizer=optimizer,
+                                      fixed=fixed, **loop_options)
+    trained = trained_rows(splits, data.n_rows)
+    hparams = weights_for_refit(_numpy(result.hparams), trained)
+    start = jax.tree_util.tree_map(lambda p: np.mean(np.asarray(p), axis=0),
+                                   result.params)
+    if refit:
+        params = solve(problem, method, hparams, {**fixed, "w0": start}, data,
+                       inner_tol, hint)
+    else:
+        params = checked(start)
+    return LearnedModel(params, {**hparams, **fixed}, result.history,
+                        result.converged, trained)
+
+
+def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
+    """The model fitted on all rows of ``data`` with the given hyperparameters,
+    from ``fixed["w0"]`` (``method.solve_inner``; traced on accelerators).
+
+    Raises a ``DivergenceError`` when the training loss ended non-finite or
+    clearly above its starting value, and warns (:class:`InnerConvergenceWarning`) when
+    the final gradient norm shows the inner problem was not solved: below
+    ``tol`` (times 10) for the implicit method, below a tenth of the starting
+    gradient norm for the unrolled dynamics; ``hint`` (the knobs to turn) ends
+    the warning.
+    """
+    rows = data.all_rows()
+    params = compiled_solve_inner(problem, method)(hparams, rows, fixed, None, tol)
+    params = jax.tree_util.tree_map(lambda p: p[0], params)
+    one = tuple(part[0] for part in rows)
+    start_loss, start_norm = _loss_and_grad_norm(problem)(fixed["w0"], hparams,
+                                                          fixed, one)
+    loss, norm = _loss_and_grad_norm(problem)(params, hparams, fixed, one)
+    if not np.isfinite(loss) or loss > start_loss + 0.01 * abs(start_loss) + 1e-8:
+        raise DivergenceError(
+            f"The inner dynamics diverged: the training loss went from "
+            f"{float(start_loss):.4g} to {float(loss):.4g}")
+    limit = 10.0 * tol if tol is not None else 0.1 * float(start_norm)
+    if norm > limit:
+        warnings.warn(InnerConvergenceWarning(
+            f"The inner problem did not converge: the training loss's gradient "
+            f"norm is {float(norm):.3g} at the end (limit {limit:.3g}){hint}"),
+            stacklevel=2)
+    return checked(params)
+
+
+class InnerConvergenceWarning(ConvergenceWarning):
+    """The final fit's inner problem was not solved to its tolerance."""
+
+
+@functools.lru_cache(maxsize=64)
+def _loss_and_grad_norm(problem):
+    def loss_and_grad_norm(params, hparams, fixed, inner_data):
+        bound = bind_fixed(problem, fixed)
+        value, grad = jax.value_and_grad(bound.inner_loss)(params, hparams,
+                                                           *inner_data)
+        return value, otu.tree_norm(grad)
+
+    return jax.jit(loss_and_grad_norm)
+
+
+def checked(params):
+    """``params`` as NumPy float64, or a ``DivergenceError`` if not finite."""
+    params = jax.tree_util.tree_map(lambda p: np.asarray(p, np.float64), params)
+    if not all(np.all(np.isfinite(p)) for p in jax.tree_util.tree_leaves(params)):
+        raise DivergenceError("The final fit produced non-finite coefficients")
+    return params
+
+
+def _numpy(tree):
+    return jax.tree_util.tree_map(np.asarray, tree)

@@ -1,0 +1,78 @@
+"""The objective axis: what the outer loop minimizes, and which rows it reads.
+
+An objective supplies the outer loss of the bilevel problem and the
+(training, outer) row pairs it is evaluated on (as sparse-ho's ``criterion``).
+
+- :class:`Validation`: the mean loss of held-out rows (a holdout split, K
+  folds, or the ``X_val, y_val`` given to ``fit``);
+- :class:`Evidence`: the negative log marginal likelihood of the model on the
+  training rows themselves (no rows held out).
+
+Adding an objective means one class here with ``name``, ``reads_training_rows``,
+``splits`` and ``outer_loss``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+import numpy as np
+
+from skfarho._data import cv_splits, holdout_split
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Mean loss of the model on held-out rows.
+
+    Parameters
+    ----------
+    validation_fraction : float
+        Fraction held out when ``cv`` is None and no ``X_val`` is given.
+    cv : int, CV splitter, iterable or None
+        Folds: the objective is the mean over folds.
+    hyper_penalty : float
+        Adds ``hyper_penalty * var(log_alpha)`` (shrinks per-feature strengths
+        toward their mean).
+    """
+
+    validation_fraction: float = 0.25
+    cv: object = None
+    hyper_penalty: float = 0.0
+
+    name = "validation loss"
+    reads_training_rows = False
+
+    def splits(self, y, y_val, random_state, stratify):
+        """``[(train_rows, outer_rows)]``; outer rows index ``y_val`` if given."""
+        if y_val is not None:
+            return [(np.arange(len(y)), np.arange(len(y_val)))]
+        if self.cv is None:
+            return holdout_split(y, self.validation_fraction, random_state, stratify)
+        return cv_splits(y, self.cv, random_state, stratify)
+
+    def outer_loss(self, model):
+        """``outer_loss(params, hparams, X, y, mask)``."""
+        return _validation_loss(model, float(self.hyper_penalty))
+
+
+@functools.lru_cache(maxsize=64)
+def _validation_loss(model, hyper_penalty):
+    def outer_loss(params, hparams, X, y, mask):
+        losses = model.sample_loss(model.scores(params, X), y)
+        value = jnp.sum(mask * losses) / jnp.sum(mask)
+        if hyper_penalty:
+            value = value + hyper_penalty * jnp.var(hparams["log_alpha"])
+        return value
+
+    return outer_loss
+
+
+def trained_rows(splits, n_rows):
+    """Boolean mask of the rows some split trains on."""
+    trained = np.zeros(n_rows, dtype=bool)
+    for train, _ in splits:
+        trained[train] = True
+    return trained
