@@ -93,7 +93,9 @@ def test_learned_attributes_and_shapes(cancer):
     assert model.alpha_.shape == (X.shape[1],) and np.ptp(model.alpha_) > 0
     assert model.objective_curve_.shape == (model.n_iter_,)
     assert model.hyperparameter_path_["alpha"].shape == (model.n_iter_, X.shape[1])
-    np.testing.assert_array_equal(model.sample_weight_, np.ones(len(y)))
+    held_out = np.isnan(model.sample_weight_)  # validation rows never trained on
+    assert held_out.sum() == int(np.ceil(0.25 * len(y)))
+    np.testing.assert_array_equal(model.sample_weight_[~held_out], 1.0)
     for name in ("coef_", "intercept_", "alpha_", "sample_weight_",
                  "objective_curve_"):
         assert isinstance(getattr(model, name), np.ndarray)
