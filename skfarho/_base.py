@@ -31,7 +31,7 @@ from skfarho._methods import (
     outer_optimizer,
     resolve_method,
 )
-from skfarho._objective import Validation
+from skfarho._objective import Evidence, Validation
 from skfarho._problem import model_problem
 from skfarho.core import (
     DivergenceError,
@@ -81,6 +81,7 @@ class GradientHOEstimator(BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "fit_intercept": ["boolean"],
         "hypergradient": [StrOptions(set(METHOD_NAMES)), HypergradientMethod],
+        "objective": [StrOptions({"validation", "evidence"})],
         "hyper_interval": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
@@ -102,7 +103,7 @@ class GradientHOEstimator(BaseEstimator):
     }
 
     def __init__(self, *, learn=("alpha",), alpha=1.0, fit_intercept=True,
-                 hypergradient="implicit", hyper_interval=10,
+                 objective="validation", hypergradient="implicit", hyper_interval=10,
                  validation_fraction=0.25, cv=None,
                  outer_steps=50, outer_optimizer="auto", outer_learning_rate=0.2,
                  tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
@@ -111,6 +112,7 @@ class GradientHOEstimator(BaseEstimator):
         self.learn = learn
         self.alpha = alpha
         self.fit_intercept = fit_intercept
+        self.objective = objective
         self.hypergradient = hypergradient
         self.hyper_interval = hyper_interval
         self.validation_fraction = validation_fraction
@@ -156,7 +158,9 @@ class GradientHOEstimator(BaseEstimator):
         cleaning = None
         if "sample_weight" in learn and self._detects_label_issues:
             cleaning, data, learn = self._clean_labels(data, learn, seed)
-        objective = self._objective()
+        objective = self._objective(method, learn)
+        if learn:
+            learn += objective.extra_hyperparameters(self._model())
         splits = (objective.splits(data.y, data.y_val, seed, is_classifier(self))
                   if learn else [(np.arange(data.n_rows), None)])
         context = self._context(method, data.rows(splits[0][0]), data.n_rows)
@@ -252,8 +256,16 @@ class GradientHOEstimator(BaseEstimator):
         return model_problem(model, objective.outer_loss(model), self.inner_optimizer,
                              self.inner_steps)
 
-    def _objective(self):
-        return Validation(self.validation_fraction, self.cv, float(self.hyper_penalty))
+    def _objective(self, method=None, learn=()):
+        if self.objective == "validation":
+            return Validation(self.validation_fraction, self.cv,
+                              float(self.hyper_penalty))
+        if method is not None and not is_implicit(method):
+            raise ValueError('objective="evidence" needs hypergradient="implicit": '
+                             "the evidence is evaluated at the exact minimizer.")
+        if "sample_weight" in learn:
+            raise ValueError('objective="evidence" does not learn sample_weight.')
+        return Evidence(self._n_outputs, self._n_outputs > 1 and self.fit_intercept)
 
     def _context(self, method, train: FitData, n_rows) -> Context:
         # the learning rate lr_max * sigmoid(lr_logit) starts at the given (or
@@ -264,8 +276,10 @@ class GradientHOEstimator(BaseEstimator):
             auto = self._initial_learning_rate(train.X, auto=True)
             lr0 = auto if self.learning_rate == "auto" else float(self.learning_rate)
         lr_max = max(2.0 * lr0, self._max_learning_rate_factor * auto)
+        noise_precision = 1.0 / max(float(np.var(train.y)), 1e-12)
         return Context(alpha=float(self.alpha), n_features=train.X.shape[1],
-                       n_rows=n_rows, learning_rate=lr0, lr_max=lr_max, momentum=0.9)
+                       n_rows=n_rows, learning_rate=lr0, lr_max=lr_max, momentum=0.9,
+                       noise_precision=noise_precision)
 
     def _initial_learning_rate(self, X, auto):
         if not auto:
@@ -317,6 +331,8 @@ class GradientHOEstimator(BaseEstimator):
         unrolled = not is_implicit(resolve_method(self.hypergradient,
                                                   self.hyper_interval))
         self.learning_rate_ = decoded["learning_rate_"] if unrolled else np.nan
+        if "noise_precision_" in decoded:
+            self.noise_precision_ = decoded["noise_precision_"]
         self.momentum_ = (decoded["momentum_"]
                           if unrolled and self.inner_optimizer == "momentum"
                           else np.nan)

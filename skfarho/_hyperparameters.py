@@ -15,7 +15,8 @@ Keys the problem reads:
   ``fit`` (padded to a shape bucket);
 - ``lr_logit``: the inner learning rate ``lr_max * sigmoid(lr_logit)``, below
   ``lr_max`` (a fixed entry);
-- ``momentum_logit``: the heavy-ball momentum ``sigmoid(momentum_logit)``.
+- ``momentum_logit``: the heavy-ball momentum ``sigmoid(momentum_logit)``;
+- ``log_noise_precision``: the noise precision of the Gaussian evidence.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Context(NamedTuple):
     learning_rate: float    # initial inner learning rate
     lr_max: float           # bound of a learned learning rate
     momentum: float         # initial (or fixed) heavy-ball momentum
+    noise_precision: float = 1.0  # initial noise precision (evidence of ridge)
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,15 @@ class Learnable:
     unrolled_only : bool
         True for coefficients of the inner dynamics, which the implicit method
         (differentiating the exact minimizer) does not see.
+    public : bool
+        False for hyperparameters an objective adds itself (not in ``learn``).
     """
 
     name: str
     key: str
     attribute: str
     unrolled_only: bool = False
+    public: bool = True
 
     def initial(self, context: Context) -> np.ndarray:
         """The encoded initial value."""
@@ -74,6 +79,8 @@ class Learnable:
         if self.key == "lr_logit":
             lr0, lr_max = context.learning_rate, context.lr_max
             return np.asarray(np.log(lr0) - np.log(lr_max - lr0))
+        if self.key == "log_noise_precision":
+            return np.asarray(np.log(context.noise_precision))
         return np.asarray(logit(context.momentum))
 
     def decode(self, value, fixed: dict, context: Context):
@@ -85,6 +92,8 @@ class Learnable:
             return expit(value)[: context.n_rows]
         if self.key == "lr_logit":
             return float(fixed["lr_max"]) * expit(value)
+        if self.key == "log_noise_precision":
+            return np.exp(value)
         return expit(value)
 
 
@@ -94,6 +103,9 @@ LEARNABLE = {spec.name: spec for spec in (
     Learnable("sample_weight", "sw_logit", "sample_weight_"),
     Learnable("learning_rate", "lr_logit", "learning_rate_", unrolled_only=True),
     Learnable("momentum", "momentum_logit", "momentum_", unrolled_only=True),
+    # learned by objective="evidence" for the squared loss, not named in learn
+    Learnable("noise_precision", "log_noise_precision", "noise_precision_",
+              public=False),
 )}
 
 # the entries the problem always reads, and which learnable supplies each when
@@ -105,10 +117,11 @@ _DEFAULTS = {"log_alpha": "alpha", "lr_logit": "learning_rate",
 def check_learn(learn, unrolled: bool) -> tuple:
     """``learn`` as a tuple of known names, or a ``ValueError`` saying why not."""
     learn = (learn,) if isinstance(learn, str) else tuple(learn)
-    unknown = sorted(set(learn) - set(LEARNABLE))
+    public = [name for name, spec in LEARNABLE.items() if spec.public]
+    unknown = sorted(set(learn) - set(public))
     if unknown:
         raise ValueError(f"Unknown names in learn: {unknown}; choose among "
-                         f"{list(LEARNABLE)}.")
+                         f"{public}.")
     for name in learn:
         if LEARNABLE[name].unrolled_only and not unrolled:
             raise ValueError(

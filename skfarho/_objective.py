@@ -9,7 +9,7 @@ An objective supplies the outer loss of the bilevel problem and the
   training rows themselves (no rows held out).
 
 Adding an objective means one class here with ``name``, ``reads_training_rows``,
-``splits`` and ``outer_loss``.
+``splits``, ``extra_hyperparameters`` and ``outer_loss``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from skfarho._data import cv_splits, holdout_split
+from skfarho.core.evidence import gaussian_neg_log_evidence, laplace_neg_log_evidence
+from skfarho.core.models import squared_loss
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Validation:
             return holdout_split(y, self.validation_fraction, random_state, stratify)
         return cv_splits(y, self.cv, random_state, stratify)
 
+    def extra_hyperparameters(self, model):
+        """Hyperparameters the objective learns besides those in ``learn``."""
+        return ()
+
     def outer_loss(self, model):
         """``outer_loss(params, hparams, X, y, mask)``."""
         return _validation_loss(model, float(self.hyper_penalty))
@@ -68,6 +74,55 @@ def _validation_loss(model, hyper_penalty):
         return value
 
     return outer_loss
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Negative log marginal likelihood (evidence) per training row.
+
+    Computed on the training rows themselves: no rows are held out, and the
+    final model is the one the outer loop evaluated. Laplace's approximation
+    for a classifier (:func:`~skfarho.core.evidence.laplace_neg_log_evidence`),
+    the exact Gaussian evidence with a learned noise precision for the squared
+    loss (:func:`~skfarho.core.evidence.gaussian_neg_log_evidence`). Costs a
+    dense Hessian of the ``p`` parameters per outer step: ``O(n p^2 + p^3)``;
+    past :data:`~skfarho.core.evidence.MAX_PARAMS` parameters it raises.
+
+    Parameters
+    ----------
+    n_outputs : int
+        Weights per strength (classes of a multinomial model).
+    shift_invariant : bool
+        True for softmax scores with intercepts.
+    """
+
+    n_outputs: int = 1
+    shift_invariant: bool = False
+
+    name = "negative log evidence"
+    reads_training_rows = True
+
+    def splits(self, y, y_val, random_state, stratify):
+        """All rows, both inner and outer."""
+        if y_val is not None:
+            raise ValueError('objective="evidence" is computed on the training '
+                             "rows: pass no X_val, y_val.")
+        rows = np.arange(len(y))
+        return [(rows, rows)]
+
+    def extra_hyperparameters(self, model):
+        """Hyperparameters the objective learns besides those in ``learn``."""
+        return ("noise_precision",) if model.sample_loss is squared_loss else ()
+
+    def outer_loss(self, model):
+        """``outer_loss(params, hparams, X, y, mask, rows)``."""
+        if model.sample_loss is squared_loss:
+            return gaussian_neg_log_evidence(model.scores, model.feature_squares,
+                                             weights_per_strength=self.n_outputs)
+        return laplace_neg_log_evidence(
+            model.scores, model.sample_loss, model.feature_squares,
+            weights_per_strength=self.n_outputs,
+            shift_invariant=self.shift_invariant)
 
 
 def trained_rows(splits, n_rows):

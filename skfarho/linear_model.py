@@ -50,6 +50,16 @@ _PARAMETERS_DOC = """
         mean loss plus ``alpha / (2 n) ||coef||^2``.
     fit_intercept : bool, default=True
         Fit an unpenalized intercept.
+    objective : {"validation", "evidence"}, default="validation"
+        What the outer loop minimizes. ``"validation"``: the mean loss of
+        held-out rows (``validation_fraction``, ``cv`` or ``X_val``).
+        ``"evidence"``: the negative log marginal likelihood of the model on
+        the training rows (type-II maximum likelihood, as scikit-learn's
+        ``ARDRegression``; Laplace's approximation for the classifier, exact
+        with a learned noise precision ``noise_precision_`` for ridge), with
+        the exact implicit hypergradient; no rows are held out. Costs a dense
+        Hessian per outer step, ``O(n p^2 + p^3)`` for ``p`` coefficients;
+        refuses more than 4096 (see :mod:`skfarho.core.evidence`).
     hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \
 default="implicit"
         ``"implicit"`` (HOAG: SciPy's L-BFGS-B to a tightening tolerance, then

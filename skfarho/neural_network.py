@@ -205,6 +205,7 @@ optax.GradientTransformation, default="auto"
 
     # ---- model hooks --------------------------------------------------------
     _convex = False  # no implicit method: a network's training loss is not convex
+    objective = "validation"  # the evidence needs the implicit method: not a parameter
 
     def _model(self):
         # Glorot-uniform weights and biases, as MLPClassifier draws them; equal

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_iris, make_regression
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import BayesianRidge, LogisticRegression, Ridge
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -319,3 +319,28 @@ def test_learning_a_too_small_learning_rate_improves_validation_loss(cancer):
     # the training split, so compare with some slack)
     assert learned.learning_rate_ < 11 * reference.learning_rate_
     assert learned.objective_curve_.min() < fixed.objective_curve_.min()
+
+
+def test_ridge_evidence_is_bayesian_ridge():
+    """objective="evidence" on HORidge maximizes the exact Gaussian evidence:
+    scikit-learn's BayesianRidge without hyperpriors finds the same precisions."""
+    X, y = make_regression(200, 8, noise=5.0, random_state=0)
+    reference = BayesianRidge(fit_intercept=False, tol=1e-10, alpha_1=0, alpha_2=0,
+                              lambda_1=0, lambda_2=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = HORidge(objective="evidence", fit_intercept=False, inner_tol=1e-9,
+                       tol=1e-10, n_iter_no_change=20, outer_steps=200).fit(X, y)
+    assert ours.alpha_[0] == pytest.approx(reference.lambda_ / reference.alpha_,
+                                           rel=1e-3)
+    assert ours.noise_precision_ == pytest.approx(reference.alpha_, rel=1e-3)
+    np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-4)
+    assert not np.isnan(ours.sample_weight_).any()  # no rows held out
+
+
+def test_evidence_objective_refuses_what_it_cannot_do(cancer):
+    X, y = cancer
+    with pytest.raises(ValueError, match="no X_val"):
+        HOLogisticRegression(objective="evidence").fit(X, y, X_val=X, y_val=y)
+    with pytest.raises(ValueError, match="implicit"):
+        HOLogisticRegression(objective="evidence", hypergradient="reverse").fit(X, y)
