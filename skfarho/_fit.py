@@ -7,20 +7,18 @@ as scikit-learn's ``Ridge.fit`` hands over to ``_ridge_regression``.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import NamedTuple
 
 import jax
 import numpy as np
-import optax.tree_utils as otu
 from sklearn.exceptions import ConvergenceWarning
 
 from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
+from skfarho.core.implicit import host_programs
 from skfarho.core.outer import compiled_solve_inner
-from skfarho.core.problem import bind_fixed
 
 
 class LearnedModel(NamedTuple):
@@ -83,7 +81,7 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
                                       fixed=fixed, **loop_options)
     trained = trained_rows(splits, data.n_rows)
     hparams = weights_for_refit(_numpy(result.hparams), trained)
-    start = jax.tree_util.tree_map(lambda p: np.mean(np.asarray(p), axis=0),
+    start = jax.tree_util.tree_map(lambda p: np.asarray(np.mean(p, axis=0)),
                                    result.params)
     if refit:
         params = solve(problem, method, hparams, {**fixed, "w0": start}, data,
@@ -109,18 +107,20 @@ def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
     params = compiled_solve_inner(problem, method)(hparams, rows, fixed, None, tol)
     params = jax.tree_util.tree_map(lambda p: p[0], params)
     one = tuple(part[0] for part in rows)
-    start_loss, start_norm = _loss_and_grad_norm(problem)(fixed["w0"], hparams,
-                                                          fixed, one)
-    loss, norm = _loss_and_grad_norm(problem)(params, hparams, fixed, one)
+    # the implicit method's own (already compiled) value-and-gradient program
+    value_and_grad = host_programs(problem)["inner_value_and_grad"]
+    start_loss, start_norm = _loss_and_norm(value_and_grad(fixed["w0"], hparams,
+                                                           fixed, one))
+    loss, norm = _loss_and_norm(value_and_grad(params, hparams, fixed, one))
     if not np.isfinite(loss) or loss > start_loss + 0.01 * abs(start_loss) + 1e-8:
         raise DivergenceError(
             f"The inner dynamics diverged: the training loss went from "
-            f"{float(start_loss):.4g} to {float(loss):.4g}")
+            f"{start_loss:.4g} to {loss:.4g}")
     limit = 10.0 * tol if tol is not None else 0.1 * float(start_norm)
     if norm > limit:
         warnings.warn(InnerConvergenceWarning(
             f"The inner problem did not converge: the training loss's gradient "
-            f"norm is {float(norm):.3g} at the end (limit {limit:.3g}){hint}"),
+            f"norm is {norm:.3g} at the end (limit {limit:.3g}){hint}"),
             stacklevel=2)
     return checked(params)
 
@@ -129,15 +129,10 @@ class InnerConvergenceWarning(ConvergenceWarning):
     """The final fit's inner problem was not solved to its tolerance."""
 
 
-@functools.lru_cache(maxsize=64)
-def _loss_and_grad_norm(problem):
-    def loss_and_grad_norm(params, hparams, fixed, inner_data):
-        bound = bind_fixed(problem, fixed)
-        value, grad = jax.value_and_grad(bound.inner_loss)(params, hparams,
-                                                           *inner_data)
-        return value, otu.tree_norm(grad)
-
-    return jax.jit(loss_and_grad_norm)
+def _loss_and_norm(value_and_grad):
+    value, grad = value_and_grad
+    return float(value), float(np.sqrt(sum(
+        np.sum(np.square(leaf)) for leaf in jax.tree_util.tree_leaves(grad))))
 
 
 def checked(params):
