@@ -44,7 +44,7 @@ def _squared(z, y):
     return 0.5 * (z - y) ** 2
 
 
-def _setup(kind, rng, n=40, d=5, pad=3):
+def _setup(kind, rng, n=40, d=5, pad=3, linear=False):
     """Problem, hyperparameters and inner data ``(X, y, mask, rows)`` (padded)."""
     X = rng.standard_normal((n + pad, d))
     w = rng.standard_normal((d, N_CLASSES) if kind == "multinomial" else d)
@@ -62,15 +62,16 @@ def _setup(kind, rng, n=40, d=5, pad=3):
     hparams = {"log_alpha": jnp.asarray(rng.normal(0.0, 0.5, d))}
     if kind == "ridge":
         hparams["log_noise_precision"] = jnp.asarray(0.3)
-        outer = gaussian_neg_log_evidence(linear_scores, coef_squares)
+        outer = gaussian_neg_log_evidence(linear_scores, coef_squares, linear=linear)
         loss = _squared
     elif kind == "binary":
-        outer = laplace_neg_log_evidence(linear_scores, binary_log_loss, coef_squares)
+        outer = laplace_neg_log_evidence(linear_scores, binary_log_loss, coef_squares,
+                                         linear=linear)
         loss = binary_log_loss
     else:
         outer = laplace_neg_log_evidence(
             linear_scores, multinomial_log_loss, coef_squares,
-            weights_per_strength=N_CLASSES, shift_invariant=True)
+            weights_per_strength=N_CLASSES, shift_invariant=True, linear=linear)
         loss = multinomial_log_loss
     problem = BilevelProblem(inner_loss=_inner_loss(loss), outer_loss=outer,
                              init_params=lambda h: init)
@@ -131,6 +132,23 @@ def test_host_implicit_evidence_matches_finite_differences(kind, rng):
     # SciPy's L-BFGS-B stops short of 1e-11 on the softmax problem: 1e-5, as the
     # other host-side checks
     _check_against_fd(result, problem, hparams, data, rng, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_linear_structure_gives_the_same_value_and_gradients(kind, rng):
+    """``linear=True`` (Kronecker-assembled Hessian) equals ``jax.hessian``'s."""
+    problem, hparams, data = _setup(kind, rng)
+    fast, _, _ = _setup(kind, np.random.default_rng(0), linear=True)
+    params = jax.tree_util.tree_map(
+        lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape)),
+        problem.init_params(hparams))
+    generic = jax.value_and_grad(problem.outer_loss, argnums=(0, 1))(
+        params, hparams, *data)
+    structured = jax.value_and_grad(fast.outer_loss, argnums=(0, 1))(
+        params, hparams, *data)
+    for got, want in zip(jax.tree_util.tree_leaves(structured),
+                         jax.tree_util.tree_leaves(generic), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
 def test_hessian_dependence_on_the_minimizer_matters(rng):
