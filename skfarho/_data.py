@@ -102,13 +102,15 @@ def _pad_rows(indices, size):
     return padded, mask
 
 
-def stack_folds(X, y, splits, X_val=None, y_val=None) -> StackedFolds:
+def stack_folds(X, y, splits, X_val=None, y_val=None,
+                outer_is_inner=False) -> StackedFolds:
     """Stack the training and validation rows of every split, padded to buckets.
 
     Training rows are padded to the bucket of *all* rows, so that the final fit
     on all rows (:func:`stack_all_rows`) has the same shapes and reuses the
     compiled program. With ``X_val`` given, ``splits`` index training rows only
-    and the validation rows come from ``X_val``.
+    and the validation rows come from ``X_val``. With ``outer_is_inner`` the
+    outer data is the inner data itself (no copy of the outer rows is made).
     """
     train_size = bucket(len(y))
     val_source_X = X if X_val is None else X_val
@@ -118,12 +120,15 @@ def stack_folds(X, y, splits, X_val=None, y_val=None) -> StackedFolds:
     for train, val in splits:
         rows, mask = _pad_rows(train, train_size)
         inner.append((X[rows], y[rows], mask, rows))
+        if outer_is_inner:
+            continue
         val_rows, val_mask = _pad_rows(val, val_size)
         outer.append((val_source_X[val_rows], val_source_y[val_rows], val_mask))
-    return StackedFolds(
-        tuple(np.stack(parts) for parts in zip(*inner, strict=True)),
-        tuple(np.stack(parts) for parts in zip(*outer, strict=True)),
-    )
+    inner = tuple(np.stack(parts) for parts in zip(*inner, strict=True))
+    if outer_is_inner:
+        return StackedFolds(inner, inner)
+    return StackedFolds(inner, tuple(np.stack(parts) for parts in zip(*outer,
+                                                                      strict=True)))
 
 
 def stack_all_rows(X, y, copies=1):
@@ -159,8 +164,8 @@ class FitData:
         """Stacked, padded folds; with ``outer_is_inner`` the outer data of each
         fold is its inner data ``(X, y, mask, rows)`` (objectives computed on the
         training rows)."""
-        folds = stack_folds(self.X, self.y, splits, self.X_val, self.y_val)
-        return StackedFolds(folds.inner, folds.inner) if outer_is_inner else folds
+        return stack_folds(self.X, self.y, splits, self.X_val, self.y_val,
+                           outer_is_inner)
 
     def rows(self, indices) -> FitData:
         """The training rows ``indices`` (outer rows dropped)."""
