@@ -233,8 +233,8 @@ class GradientHOEstimator(BaseEstimator):
         if X_val is not None:
             X_val, y_val = validate_data(self, X_val, y_val, reset=False,
                                          accept_sparse="csr", dtype=np.float64)
-            X_val, y_val = _dense(X_val), self._encode_targets(y_val, reset=False)
-        return FitData(_dense(X).astype(np.float64, copy=False), y, X_val, y_val)
+            y_val = self._encode_targets(y_val, reset=False)
+        return FitData.from_validated(X, y, X_val, y_val)
 
     def _check_learn(self, method):
         implicit = is_implicit(method)
@@ -373,9 +373,5 @@ def _largest_singular_value(X, iterations=30):
             return 0.0
         vector = product / value
     return 1.05 * np.sqrt(value)
-
-
-def _dense(X):
-    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
 
 

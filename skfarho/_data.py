@@ -156,6 +156,12 @@ class FitData:
     X_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
 
+    @classmethod
+    def from_validated(cls, X, y, X_val=None, y_val=None) -> FitData:
+        """The fit data of validated inputs (sparse matrices are densified)."""
+        return cls(_dense(X).astype(np.float64, copy=False), y,
+                   None if X_val is None else _dense(X_val), y_val)
+
     @property
     def n_rows(self) -> int:
         return len(self.y)
@@ -183,3 +189,7 @@ class FitData:
     def all_rows(self) -> tuple:
         """All training rows as one stacked inner problem."""
         return stack_all_rows(self.X, self.y)
+
+
+def _dense(X):
+    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
