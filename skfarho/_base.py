@@ -15,8 +15,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skfarho._cleaning import detect_label_issues
-from skfarho._data import FitData
-from skfarho._fit import learn_hyperparameters, solve
+from skfarho._data import FitData, cv_splits
+from skfarho._fit import checked, learn_hyperparameters, solve
 from skfarho._hyperparameters import (
     Context,
     check_learn,
@@ -33,6 +33,7 @@ from skfarho._methods import (
 )
 from skfarho._objective import Evidence, Validation
 from skfarho._problem import model_problem
+from skfarho._relevance import learn_feature_strengths
 from skfarho.core import (
     DivergenceError,
     HypergradientMethod,
@@ -75,13 +76,14 @@ class GradientHOEstimator(BaseEstimator):
     _max_learning_rate_factor = 2.0
     _convex = True
     _detects_label_issues = False
+    _supports_relevance = False
 
     _parameter_constraints: dict = {
         "learn": ["array-like", str],
         "alpha": [Interval(Real, 0, None, closed="neither")],
         "fit_intercept": ["boolean"],
         "hypergradient": [StrOptions(set(METHOD_NAMES)), HypergradientMethod],
-        "objective": [StrOptions({"validation", "evidence"})],
+        "objective": [StrOptions({"auto", "validation", "evidence"})],
         "hyper_interval": [Interval(Integral, 1, None, closed="left")],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "cv": [None, Interval(Integral, 2, None, closed="left"), "cv_object"],
@@ -103,7 +105,7 @@ class GradientHOEstimator(BaseEstimator):
     }
 
     def __init__(self, *, learn=("alpha",), alpha=1.0, fit_intercept=True,
-                 objective="validation", hypergradient="implicit", hyper_interval=10,
+                 objective="auto", hypergradient="implicit", hyper_interval=10,
                  validation_fraction=0.25, cv=None,
                  outer_steps=50, outer_optimizer="auto", outer_learning_rate=0.2,
                  tol=1e-4, n_iter_no_change=5, hyper_penalty=0.0, inner_steps=200,
@@ -159,6 +161,11 @@ class GradientHOEstimator(BaseEstimator):
         if "sample_weight" in learn and self._detects_label_issues:
             cleaning, data, learn = self._clean_labels(data, learn, seed)
         objective = self._objective(method, learn)
+        if self._runs_relevance(method, learn, data):
+            self._fit_relevance(data, seed)
+            if cleaning is not None:
+                self._set_cleaning(cleaning)
+            return self
         if learn:
             learn += objective.extra_hyperparameters(self._model())
         splits = (objective.splits(data.y, data.y_val, seed, is_classifier(self))
@@ -182,11 +189,51 @@ class GradientHOEstimator(BaseEstimator):
                 raise DivergenceError(self._divergence_advice(str(error))) from None
         self._set_fitted(*fitted, context)
         if cleaning is not None:
-            self.sample_weight_ = cleaning.weights
-            self.label_quality_ = cleaning.quality
-            self.label_issues_ = cleaning.issues
-            self.label_proba_ = cleaning.proba
+            self._set_cleaning(cleaning)
         return self
+
+    def _set_cleaning(self, cleaning):
+        self.sample_weight_ = cleaning.weights
+        self.label_quality_ = cleaning.quality
+        self.label_issues_ = cleaning.issues
+        self.label_proba_ = cleaning.proba
+
+    def _runs_relevance(self, method, learn, data) -> bool:
+        """Whether ``learn="feature_alpha"`` runs the evidence recipe of
+        :mod:`skfarho._relevance` (the default where it applies)."""
+        if set(learn) != {"feature_alpha"} or not self._supports_relevance:
+            return False
+        if self.objective == "evidence":
+            return True
+        return (self.objective == "auto" and is_implicit(method)
+                and data.X_val is None)
+
+    def _fit_relevance(self, data, seed):
+        """Per-feature strengths by the evidence, the pruning threshold and the
+        single-or-per-feature choice by ``cv`` folds (5 when None)."""
+        splits = cv_splits(data.y, 5 if self.cv is None else self.cv, seed,
+                           is_classifier(self))
+        with float64_scope():
+            found = learn_feature_strengths(self._model(), data.X, data.y,
+                                            n_outputs=self._n_outputs,
+                                            splits=splits)
+        params = checked(found.params)
+        self.alpha_ = np.exp(found.log_alpha)
+        self.sample_weight_ = np.ones(data.n_rows)
+        self.learning_rate_ = self.momentum_ = np.nan
+        if found.log_noise_precision is not None:
+            self.noise_precision_ = float(np.exp(found.log_noise_precision))
+        self.objective_curve_ = found.path["value"]
+        self.n_iter_ = len(self.objective_curve_)
+        self.hyperparameter_path_ = ({"alpha": np.exp(found.path["log_alpha"])}
+                                     if self.n_iter_ else {})
+        self.setting_ = found.setting
+        names = list(found.cv_loss)
+        losses = np.array([found.cv_loss[name] for name in names])
+        self.cv_results_ = {"setting": np.array(names),
+                            "mean_test_loss": losses.mean(axis=1),
+                            "std_test_loss": losses.std(axis=1)}
+        self._set_model_attributes(params)
 
     def _clean_labels(self, data, learn, seed):
         """Detect mislabeled rows (:func:`skfarho._cleaning.detect_label_issues`),
@@ -257,7 +304,7 @@ class GradientHOEstimator(BaseEstimator):
                              self.inner_steps)
 
     def _objective(self, method=None, learn=()):
-        if self.objective == "validation":
+        if self.objective in ("validation", "auto"):
             return Validation(self.validation_fraction, self.cv,
                               float(self.hyper_penalty))
         if method is not None and not is_implicit(method):

@@ -13,6 +13,8 @@ from skfarho.core.models import linear_model, squared_loss
 class _LinearModel:
     """The linear model's hooks shared by the classifier and the regressor."""
 
+    _supports_relevance = True  # learn="feature_alpha" runs skfarho._relevance
+
     def _model(self):
         return linear_model(self._sample_loss, self.fit_intercept)
 
@@ -50,16 +52,25 @@ _PARAMETERS_DOC = """
         mean loss plus ``alpha / (2 n) ||coef||^2``.
     fit_intercept : bool, default=True
         Fit an unpenalized intercept.
-    objective : {"validation", "evidence"}, default="validation"
+    objective : {"auto", "validation", "evidence"}, default="auto"
         What the outer loop minimizes. ``"validation"``: the mean loss of
         held-out rows (``validation_fraction``, ``cv`` or ``X_val``).
         ``"evidence"``: the negative log marginal likelihood of the model on
         the training rows (type-II maximum likelihood, as scikit-learn's
         ``ARDRegression``; Laplace's approximation for the classifier, exact
         with a learned noise precision ``noise_precision_`` for ridge), with
-        the exact implicit hypergradient; no rows are held out. Costs a dense
-        Hessian per outer step, ``O(n p^2 + p^3)`` for ``p`` coefficients;
-        refuses more than 4096 (see :mod:`skfarho.core.evidence`).
+        the exact implicit hypergradient. With ``learn="feature_alpha"`` (and
+        nothing else) the linear models run the evidence recipe of
+        :ref:`validation-overfitting`: per-feature strengths maximize the
+        evidence (L-BFGS-B on the implicit hypergradient, at most 64 screened
+        features when ``n_samples >= n_features``), and ``cv`` folds (5 when
+        None) choose between them, the same with weak features dropped
+        (``alpha_`` is ``inf`` there) and one strength for all; see
+        ``setting_`` and ``cv_results_``. Costs a dense Hessian per
+        evaluation, ``O(n p^2 + p^3)`` for ``p`` coefficients; refuses more
+        than 4096 (see :mod:`skfarho.core.evidence`). ``"auto"``: that recipe
+        for ``learn="feature_alpha"`` with the implicit method and no
+        ``X_val``, ``"validation"`` otherwise.
     hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \
 default="implicit"
         ``"implicit"`` (HOAG: SciPy's L-BFGS-B to a tightening tolerance, then
@@ -126,7 +137,8 @@ optax.GradientTransformation, default="auto"
 
 _ATTRIBUTES_DOC = """
     alpha_ : ndarray of shape (n_features,)
-        Learned L2 strengths (constant when only ``"alpha"`` is learned).
+        Learned L2 strengths (constant when only ``"alpha"`` is learned;
+        ``inf`` for a feature the evidence recipe dropped).
     sample_weight_ : ndarray of shape (n_samples,)
         Learned example weights aligned with the rows given to ``fit``; NaN for
         rows never used for training; ones when not learned.
@@ -143,7 +155,17 @@ _ATTRIBUTES_DOC = """
         ``"learning_rate"``, ``"momentum"``), its decoded value at each outer
         step, shape ``(n_iter_, ...)``.
     n_iter_ : int
-        Number of outer steps taken.
+        Number of outer steps taken (evidence recipe: evaluations of the final
+        evidence maximization; 0 when one strength was chosen).
+    setting_ : str
+        Evidence recipe only (``learn="feature_alpha"``, see ``objective``):
+        the candidate the folds chose, ``"single"`` (one strength for all
+        features), ``"ard"`` (the evidence's per-feature strengths) or
+        ``"tau=t"`` (the same, features with a posterior ``|mean| / sd`` at most
+        ``t`` dropped).
+    cv_results_ : dict of ndarray
+        Evidence recipe only: ``"setting"``, ``"mean_test_loss"`` and
+        ``"std_test_loss"`` (held-out mean loss over the folds) per candidate.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape ``(n_features_in_,)``

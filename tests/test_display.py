@@ -119,6 +119,17 @@ def test_displays_check_the_estimator_is_fitted(plt):
             display.from_estimator(Fitted())
 
 
+def test_dropped_features_reach_a_hatched_ceiling(plt):
+    alpha = np.array([2.0, np.inf, 0.5, np.inf, 30.0])
+    display = FeatureStrengthDisplay(alpha=alpha).plot()
+    np.testing.assert_array_equal(display.order_, [2, 0, 4, 1, 3])
+    heights = [bar.get_height() for bar in display.bars_]
+    np.testing.assert_allclose(heights, [0.5, 2.0, 30.0, 300.0, 300.0])
+    assert [bar.get_hatch() for bar in display.bars_] == [None] * 3 + ["//"] * 2
+    legend = [text.get_text() for text in display.ax_.get_legend().get_texts()]
+    assert "dropped (2)" in legend
+
+
 def test_strength_bars_are_sorted_and_colored_by_relevance(plt, fitted):
     relevant = [2, 5, 7]
     display = FeatureStrengthDisplay.from_estimator(
@@ -222,6 +233,7 @@ def test_displays_of_a_real_fit(plt):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 3 outer steps: a ConvergenceWarning
         model = HOLogisticRegression(learn=("feature_alpha",), outer_steps=3,
+                                     objective="validation",
                                      random_state=0).fit(X, y)
     path = HyperparameterPathDisplay.from_estimator(model)
     np.testing.assert_array_equal(path.line_.get_ydata(), model.objective_curve_)

@@ -71,7 +71,8 @@ def test_traced_implicit_path_matches_host(cancer, learn):
     """On accelerators the estimators run the traced Implicit (one XLA program per
     outer step) instead of HostImplicit; both must learn the same model."""
     X, y = cancer
-    params = {"learn": learn, "random_state": 0, "outer_steps": 8}
+    params = {"learn": learn, "random_state": 0, "outer_steps": 8,
+              "objective": "validation"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         host = HOLogisticRegression(**params).fit(X, y)
@@ -89,7 +90,7 @@ def test_traced_implicit_path_matches_host(cancer, learn):
 def test_learned_attributes_and_shapes(cancer):
     X, y = cancer
     model = HOLogisticRegression(learn=("feature_alpha",), random_state=0,
-                                 outer_steps=15).fit(X, y)
+                                 objective="validation", outer_steps=15).fit(X, y)
     assert model.alpha_.shape == (X.shape[1],) and np.ptp(model.alpha_) > 0
     assert model.objective_curve_.shape == (model.n_iter_,)
     assert model.hyperparameter_path_["alpha"].shape == (model.n_iter_, X.shape[1])

@@ -202,7 +202,7 @@ class Implicit:
 # and one code-generation split compiled in about the default time (1.0-1.3 s for
 # both programs) and ran warm fits 20-25% faster than the defaults; level 0
 # compiled a third faster but ran 40-50% slower.
-_FAST_COMPILE = {"xla_backend_optimization_level": 2,
+FAST_COMPILE = {"xla_backend_optimization_level": 2,
                  "xla_cpu_parallel_codegen_split_count": 1}
 
 
@@ -227,7 +227,7 @@ def host_programs(problem, linear_solver=_DEFAULT_LINEAR_SOLVERS["scipy"]):
                                       inner_data, outer_data, linear_solver, adjoint,
                                       tol)
 
-    options = _FAST_COMPILE if jax.default_backend() == "cpu" else None
+    options = FAST_COMPILE if jax.default_backend() == "cpu" else None
     return {name: jax.jit(fun, compiler_options=options) for name, fun in (
         ("inner_value_and_grad", inner_value_and_grad),
         ("hypergradient", hypergradient))}

@@ -22,7 +22,9 @@ class FeatureStrengthDisplay:
     Parameters
     ----------
     alpha : array-like of shape (n_features,)
-        Positive L2 strengths, one per feature.
+        Positive L2 strengths, one per feature; ``inf`` marks a dropped
+        feature (the evidence recipe of ``learn="feature_alpha"`` prunes
+        features), drawn as a hatched bar to the top of the axes.
     feature_names : array-like of str of shape (n_features,), default=None
         Names of the features; their indices when None.
     relevant : array-like of bool of shape (n_features,) or of int, default=None
@@ -40,7 +42,8 @@ class FeatureStrengthDisplay:
     figure_ : matplotlib Figure
         Figure holding the axes.
     bars_ : matplotlib BarContainer
-        The bars, in sorted order.
+        The bars, in sorted order (a dropped feature's bar reaches a ceiling
+        a decade above the largest finite strength or reference).
     order_ : ndarray of int of shape (n_features,)
         Feature indices from the least to the most shrunk.
     reference_lines_ : dict of str to matplotlib Line2D
@@ -100,9 +103,17 @@ class FeatureStrengthDisplay:
         colors = "C0" if relevant is None else np.where(relevant[self.order_],
                                                         "C1", "C0")
         label = self.estimator_name or "learned alpha_"
-        self.bars_ = self.ax_.bar(ranks, alpha[self.order_],
+        dropped = np.isinf(alpha[self.order_])
+        finite = np.r_[alpha[np.isfinite(alpha)],
+                       list((self.reference or {}).values())]
+        ceiling = 10.0 * finite.max() if finite.size else 1.0
+        heights = np.where(dropped, ceiling, alpha[self.order_])
+        self.bars_ = self.ax_.bar(ranks, heights,
                                   **{"width": 0.8, "color": colors, "label": label,
                                      **kwargs})
+        for bar in np.asarray(self.bars_.patches, dtype=object)[dropped]:
+            bar.set_hatch("//")
+            bar.set_alpha(0.5)
         self.ax_.set_yscale("log")
         self.ax_.set_ylabel("L2 strength alpha_")
         self.ax_.set_xlabel("features, from least to most shrunk")
@@ -110,13 +121,18 @@ class FeatureStrengthDisplay:
             self.ax_.set_xticks(ranks, [str(n) for n in names[self.order_]],
                                 rotation=90, fontsize="small")
         handles = _relevant_handles(relevant) or [self.bars_]
+        if dropped.any():
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(facecolor="none", hatch="//", edgecolor="0.3",
+                                 label=f"dropped ({int(dropped.sum())})"))
         self.reference_lines_ = {}
         for i, (name, value) in enumerate((self.reference or {}).items()):
             line = self.ax_.axhline(value, color=f"C{i + 2}", linestyle="--",
                                     label=name)
             self.reference_lines_[name] = line
             handles.append(line)
-        if relevant is not None or self.reference_lines_:
+        if relevant is not None or self.reference_lines_ or dropped.any():
             self.ax_.legend(handles=handles, fontsize="small")
         return self
 

@@ -1,0 +1,138 @@
+"""learn="feature_alpha" by default: per-feature strengths by the evidence, the
+pruning threshold and the single-or-per-feature choice by K-fold CV
+(:mod:`skfarho._relevance`). The evidence's hypergradient itself is checked
+against finite differences in tests/test_core_evidence.py."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+from sklearn.metrics import log_loss, mean_squared_error
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from skfarho import HOLogisticRegression, HORidge
+
+
+def _split(X, y, stratify=True):
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.5, random_state=0, stratify=y if stratify else None)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+@pytest.fixture(scope="module")
+def sparse_truth():
+    """A logistic model on the first 4 of 40 Gaussian features."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(800, 40))
+    coef = np.r_[1.5, -1.5, 1.0, -1.0, np.zeros(36)]
+    y = (rng.random(800) < 1 / (1 + np.exp(-X @ coef))).astype(int)
+    return _split(X, y)
+
+
+@pytest.fixture(scope="module")
+def recipe_fit(sparse_truth):
+    X, _, y, _ = sparse_truth
+    return HOLogisticRegression(learn=("feature_alpha",), random_state=0).fit(X, y)
+
+
+def test_prunes_noise_features_and_beats_one_strength(sparse_truth, recipe_fit):
+    X, X_test, y, y_test = sparse_truth
+    model = recipe_fit
+    assert model.setting_ != "single"
+    kept = np.isfinite(model.alpha_)
+    assert kept[:4].all(), model.alpha_[:4]  # every informative feature kept
+    assert kept[4:].mean() < 0.5  # most of the 36 noise features dropped
+    np.testing.assert_array_equal(model.coef_[0, ~kept], 0.0)
+    # against the one-strength candidate the same folds chose
+    single = model.cv_results_["mean_test_loss"][
+        list(model.cv_results_["setting"]).index("single")]
+    chosen = model.cv_results_["mean_test_loss"][
+        list(model.cv_results_["setting"]).index(model.setting_)]
+    assert chosen < single
+    # on test rows, against one strength chosen by 5-fold CV (the grid search)
+    grid = LogisticRegressionCV(Cs=np.logspace(-3, 2, 11), cv=5,
+                                scoring="neg_log_loss").fit(X, y)
+    ours = log_loss(y_test, model.predict_proba(X_test))
+    assert ours < log_loss(y_test, grid.predict_proba(X_test)) - 0.01
+
+
+def test_fitted_attributes(sparse_truth, recipe_fit):
+    X, _, _, _ = sparse_truth
+    model = recipe_fit
+    assert model.alpha_.shape == (X.shape[1],) and model.alpha_.min() > 0
+    assert set(model.cv_results_) == {"setting", "mean_test_loss", "std_test_loss"}
+    assert model.setting_ in model.cv_results_["setting"]
+    assert model.n_iter_ == len(model.objective_curve_) > 0
+    assert model.hyperparameter_path_["alpha"].shape == (model.n_iter_, X.shape[1])
+    np.testing.assert_array_equal(model.sample_weight_, 1.0)
+    for name in ("coef_", "intercept_", "alpha_", "objective_curve_"):
+        assert isinstance(getattr(model, name), np.ndarray)
+        assert np.all(np.isfinite(getattr(model, name)[np.isfinite(model.alpha_)]
+                              if name == "alpha_" else getattr(model, name)))
+
+
+def test_keeps_one_strength_where_per_feature_does_not_help():
+    """Every feature informative: the 1-SE rule keeps the single strength, and
+    the model is then scikit-learn's LogisticRegression with C = 1 / alpha."""
+    X, y = make_classification(n_samples=300, n_features=8, n_informative=8,
+                               n_redundant=0, random_state=1)
+    X, _, y, _ = _split(X, y)
+    model = HOLogisticRegression(learn=("feature_alpha",), random_state=0).fit(X, y)
+    assert model.setting_ == "single"
+    assert np.ptp(model.alpha_) == 0
+    reference = LogisticRegression(C=1.0 / model.alpha_[0], tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(model.coef_, reference.coef_, atol=1e-4)
+
+
+def test_multiclass_and_no_intercept():
+    X, y = make_classification(n_samples=450, n_features=12, n_informative=3,
+                               n_redundant=0, n_classes=3, n_clusters_per_class=1,
+                               shuffle=False, random_state=0)
+    X, X_test, y, y_test = _split(X, y)
+    model = HOLogisticRegression(learn=("feature_alpha",), random_state=0,
+                                 fit_intercept=False).fit(X, y)
+    assert model.coef_.shape == (3, 12) and model.alpha_.shape == (12,)
+    np.testing.assert_array_equal(model.intercept_, 0.0)
+    assert log_loss(y_test, model.predict_proba(X_test)) < 0.5
+
+
+def test_ridge_learns_sparse_truth_and_noise_precision():
+    X, y, truth = make_regression(n_samples=160, n_features=60, n_informative=5,
+                                  noise=1.0, coef=True, random_state=0)
+    X, X_test, y, y_test = _split(X, y, stratify=False)
+    model = HORidge(learn=("feature_alpha",), random_state=0).fit(X, y)
+    ridge = RidgeCV(alphas=np.logspace(-4, 4, 30)).fit(X, y)
+    ours = mean_squared_error(y_test, model.predict(X_test))
+    assert ours < 0.5 * mean_squared_error(y_test, ridge.predict(X_test))
+    assert set(np.flatnonzero(truth)) <= set(np.flatnonzero(np.isfinite(model.alpha_)))
+    # noise precision 1 / sigma^2 (scaled features change nothing about y)
+    assert 0.3 < model.noise_precision_ < 3.0
+
+
+def test_objective_choice():
+    """"auto" runs the recipe only where it applies; "validation" keeps the
+    holdout-trained per-feature strengths."""
+    X, y = make_classification(n_samples=200, n_features=6, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        validation = HOLogisticRegression(learn=("feature_alpha",), outer_steps=3,
+                                          objective="validation",
+                                          random_state=0).fit(X, y)
+        given = HOLogisticRegression(learn=("feature_alpha",), outer_steps=3,
+                                     random_state=0).fit(X[:150], y[:150],
+                                                         X_val=X[150:],
+                                                         y_val=y[150:])
+        reverse = HOLogisticRegression(learn=("feature_alpha",), outer_steps=3,
+                                       hypergradient="reverse",
+                                       random_state=0).fit(X, y)
+    for model in (validation, given, reverse):
+        assert not hasattr(model, "setting_")
+        assert model.n_iter_ == 3
+    with pytest.raises(ValueError, match="needs hypergradient=\"implicit\""):
+        HOLogisticRegression(learn=("feature_alpha",), objective="evidence",
+                             hypergradient="reverse").fit(X, y)
