@@ -14,11 +14,13 @@ import jax
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from skfarho._data import StackedFolds
 from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
 from skfarho.core.implicit import host_programs
 from skfarho.core.outer import compiled_solve_inner
+from skfarho.core.sharding import current_mesh, shard_rows
 
 
 class LearnedModel(NamedTuple):
@@ -76,6 +78,7 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
         Passed to :func:`~skfarho.core.minimize_hyperparameters`.
     """
     folds = data.folds(splits, outer_is_inner=objective.reads_training_rows)
+    folds = placed_folds(folds, method)
     result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
                                       method=method, optimizer=optimizer,
                                       fixed=fixed, **loop_options)
@@ -103,7 +106,7 @@ def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
     gradient norm for the unrolled dynamics; ``hint`` (the knobs to turn) ends
     the warning.
     """
-    rows = data.all_rows()
+    rows = placed(data.all_rows(), method)
     params = compiled_solve_inner(problem, method)(hparams, rows, fixed, None, tol)
     params = jax.tree_util.tree_map(lambda p: p[0], params)
     one = tuple(part[0] for part in rows)
@@ -123,6 +126,60 @@ def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
             f"norm is {norm:.3g} at the end (limit {limit:.3g}){hint}"),
             stacklevel=2)
     return checked(params)
+
+
+def placed(parts, method):
+    """Stacked rows ``parts`` (``(X, y, mask, ...)``, a leading fold axis), split
+    across the devices of the enclosing :func:`~skfarho.core.sharding.data_parallel`
+    block for a traceable ``method``; unchanged (host arrays) otherwise.
+
+    Rows are padded with zeros (mask 0: weight 0) to a multiple of the number
+    of devices; the padded length depends on the shape bucket and the device
+    count only, so fits of one bucket share one compiled program. Sparse
+    ``X`` (a :class:`~skfarho.core.sparse.SparseMatrix`) stays on one device.
+    """
+    mesh = _mesh_for(method)
+    if mesh is None:
+        return parts
+    if not all(isinstance(part, np.ndarray) for part in parts):
+        warnings.warn("data_parallel: sparse rows are not sharded yet; this fit "
+                      "uses one device.", RuntimeWarning, stacklevel=3)
+        return parts
+    return shard_rows(_pad_rows(parts, mesh.size), mesh)
+
+
+def placed_folds(folds: StackedFolds, method) -> StackedFolds:
+    """:func:`placed` on inner and outer data (placed once when they are one)."""
+    inner = placed(folds.inner, method)
+    outer = inner if folds.outer is folds.inner else placed(folds.outer, method)
+    return StackedFolds(inner, outer)
+
+
+def _mesh_for(method):
+    mesh = current_mesh()
+    if mesh is None or mesh.size == 1:
+        return None
+    if not method.traceable:
+        warnings.warn(
+            f"data_parallel: {method!r} runs on the host, so this fit uses one "
+            "device; a traced method (hypergradient='reverse', 'forward', "
+            "'rtho', 'trho', or 'implicit' on an accelerator) is sharded.",
+            RuntimeWarning, stacklevel=4)
+        return None
+    return mesh
+
+
+def _pad_rows(parts, multiple):
+    def pad(part):
+        part = np.asarray(part)
+        extra = -part.shape[1] % multiple if part.ndim >= 2 else 0
+        if not extra:
+            return part
+        widths = [(0, 0)] * part.ndim
+        widths[1] = (0, extra)
+        return np.pad(part, widths)
+
+    return tuple(pad(part) for part in parts)
 
 
 class InnerConvergenceWarning(ConvergenceWarning):

@@ -15,6 +15,7 @@ Adding an objective means one class here with ``name``, ``reads_training_rows``,
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import jax.numpy as jnp
@@ -24,6 +25,12 @@ from skfarho._data import cv_splits, holdout_split
 from skfarho.core.evidence import gaussian_neg_log_evidence, laplace_neg_log_evidence
 from skfarho.core.models import linear_scores, squared_loss
 
+MIN_HOLDOUT = 100
+"""Fewest validation rows of a holdout: the standard error of a mean loss over
+fewer rows is large enough to move the learned strength visibly (diabetes: an
+83-row holdout gave a test MSE 1.5% above the grid's; 5 folds match it)."""
+SMALL_DATA_FOLDS = 5
+
 
 @dataclass(frozen=True)
 class Validation:
@@ -32,7 +39,9 @@ class Validation:
     Parameters
     ----------
     validation_fraction : float
-        Fraction held out when ``cv`` is None and no ``X_val`` is given.
+        Fraction held out when ``cv`` is None and no ``X_val`` is given, if
+        that holds out at least :data:`MIN_HOLDOUT` rows; otherwise
+        :data:`SMALL_DATA_FOLDS`-fold CV.
     cv : int, CV splitter, iterable or None
         Folds: the objective is the mean over folds.
     hyper_penalty : float
@@ -52,6 +61,9 @@ class Validation:
         if y_val is not None:
             return [(np.arange(len(y)), np.arange(len(y_val)))]
         if self.cv is None:
+            if (math.ceil(self.validation_fraction * len(y)) < MIN_HOLDOUT
+                    and _can_fold(y, SMALL_DATA_FOLDS, stratify)):
+                return cv_splits(y, SMALL_DATA_FOLDS, random_state, stratify)
             return holdout_split(y, self.validation_fraction, random_state, stratify)
         return cv_splits(y, self.cv, random_state, stratify)
 
@@ -62,6 +74,12 @@ class Validation:
     def outer_loss(self, model):
         """``outer_loss(params, hparams, X, y, mask)``."""
         return _validation_loss(model, float(self.hyper_penalty))
+
+
+def _can_fold(y, n_folds, stratify):
+    if not stratify:
+        return len(y) >= 2 * n_folds
+    return np.bincount(np.unique(y, return_inverse=True)[1]).min() >= n_folds
 
 
 @functools.lru_cache(maxsize=64)

@@ -89,7 +89,9 @@ default="implicit"
         Inner steps per outer step of the online methods.
     validation_fraction : float, default=0.25
         Fraction of the rows held out (stratified for classifiers) for the
-        outer objective when ``cv`` is None and no ``X_val`` is given.
+        outer objective when ``cv`` is None and no ``X_val`` is given. When
+        that would hold out fewer than 100 rows, 5-fold CV is used instead
+        (a mean loss over fewer rows is too noisy to tune on).
     cv : int, cross-validation generator or iterable, default=None
         If set, the outer objective is the mean validation loss over these
         folds, whose inner problems run ``vmap``-ed in one compiled program.

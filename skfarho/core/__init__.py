@@ -20,6 +20,7 @@ from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparam
 from skfarho.core.precision import float64_scope
 from skfarho.core.problem import BilevelProblem, HypergradResult
 from skfarho.core.reverse import Reverse
+from skfarho.core.sharding import data_parallel, row_mesh, shard_rows
 
 __all__ = [
     "Batched",
@@ -40,6 +41,7 @@ __all__ = [
     "TRHO",
     "Reverse",
     "adam",
+    "data_parallel",
     "enable_persistent_cache",
     "float64_scope",
     "from_hparams",
@@ -47,5 +49,7 @@ __all__ = [
     "heavy_ball",
     "lbfgs_minimize",
     "minimize_hyperparameters",
+    "row_mesh",
+    "shard_rows",
     "tolerance_schedule",
 ]
