@@ -40,6 +40,7 @@ from skfarho.core import (
     float64_scope,
     tolerance_schedule,
 )
+from skfarho.core.evidence import MAX_PARAMS
 
 
 class GradientHOEstimator(BaseEstimator):
@@ -203,9 +204,20 @@ class GradientHOEstimator(BaseEstimator):
         :mod:`skfarho._relevance` (the default where it applies)."""
         if set(learn) != {"feature_alpha"} or not self._supports_relevance:
             return False
+        n_rows, n_features = data.X.shape
+        # the screening's and the evidence's dense Hessians
+        fits = (isinstance(data.X, np.ndarray)
+                and (n_features + 1) * self._n_outputs <= MAX_PARAMS)
         if self.objective == "evidence":
+            if not fits:
+                raise ValueError(
+                    'objective="evidence" with learn="feature_alpha" needs dense '
+                    f"X and at most {MAX_PARAMS} coefficients; got {n_features} "
+                    "features x "
+                    f"{self._n_outputs} output(s) on {n_rows} rows. Use "
+                    'objective="validation" (with cv and hyper_penalty).')
             return True
-        return (self.objective == "auto" and is_implicit(method)
+        return (self.objective == "auto" and is_implicit(method) and fits
                 and data.X_val is None)
 
     def _fit_relevance(self, data, seed):
@@ -213,10 +225,16 @@ class GradientHOEstimator(BaseEstimator):
         single-or-per-feature choice by ``cv`` folds (5 when None)."""
         splits = cv_splits(data.y, 5 if self.cv is None else self.cv, seed,
                            is_classifier(self))
-        with float64_scope():
-            found = learn_feature_strengths(self._model(), data.X, data.y,
-                                            n_outputs=self._n_outputs,
-                                            splits=splits)
+        try:
+            with float64_scope():
+                found = learn_feature_strengths(self._model(), data.X, data.y,
+                                                n_outputs=self._n_outputs,
+                                                splits=splits)
+        except FloatingPointError as error:
+            raise DivergenceError(
+                f"{error} while learning per-feature strengths by the evidence "
+                f"({type(self).__name__}: scale the features (StandardScaler) or "
+                'use objective="validation").') from None
         params = checked(found.params)
         self.alpha_ = np.exp(found.log_alpha)
         self.sample_weight_ = np.ones(data.n_rows)
