@@ -142,7 +142,9 @@ class GradientHOEstimator(BaseEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data (sparse input is densified for the JAX core).
+            Training data. Sparse input (CSR; other formats are converted
+            once) stays sparse, without a dense copy; ``objective="evidence"``
+            (a dense Hessian) does not take it.
         y : array-like of shape (n_samples,)
             Targets.
         X_val, y_val : array-like, optional
@@ -257,6 +259,11 @@ class GradientHOEstimator(BaseEstimator):
         """Detect mislabeled rows (:func:`skfarho._cleaning.detect_label_issues`),
         then learn the rest (at least ``alpha``) on the kept rows (and the
         trusted ``X_val`` rows)."""
+        if data.sparse:
+            raise ValueError(
+                f'learn="sample_weight" on {type(self).__name__} detects label '
+                "issues on dense X: pass X.toarray(), or learn other "
+                "hyperparameters.")
         with float64_scope():
             cleaning = detect_label_issues(
                 data.X, data.y, X_clean=data.X_val, y_clean=data.y_val,

@@ -7,6 +7,12 @@ sharded here without touching them.
 Every inner problem (a holdout split, or each of K folds) is padded to a shape
 bucket and stacked on a leading axis, so that one compiled program serves all
 folds and all fits whose sizes fall in the same bucket.
+
+Sparse input (any SciPy sparse format) stays sparse: :class:`FitData` keeps
+one CSR copy, and each fold's rows become a
+:class:`~skfarho.core.sparse.SparseMatrix` (a row subset, its stored entries
+padded to a common :func:`nnz_bucket`), so that memory stays ``O(nnz + n + d)``
+per fold and no dense copy of ``X`` is ever made.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse
 from sklearn.model_selection import (
     KFold,
     ShuffleSplit,
@@ -23,6 +30,8 @@ from sklearn.model_selection import (
     StratifiedShuffleSplit,
     check_cv,
 )
+
+from skfarho.core.sparse import SparseMatrix
 
 
 def bucket(n: int, minimum: int = 16) -> int:
@@ -39,6 +48,22 @@ def bucket(n: int, minimum: int = 16) -> int:
     n = max(int(n), minimum)
     power = 2 ** math.ceil(math.log2(n))
     return 3 * power // 4 if 3 * power // 4 >= n else power
+
+
+def nnz_bucket(nnz: int, minimum: int = 64) -> int:
+    """The smallest multiple ``>= nnz`` of an eighth of the power of two below it.
+
+    The stored entries of a sparse fold are padded to it: at most an eighth
+    wasted, and folds of nearly equal size share a compiled program.
+
+    Examples
+    --------
+    >>> [nnz_bucket(n) for n in (1, 64, 65, 1000, 1024, 1025, 780_000)]
+    [64, 64, 72, 1024, 1024, 1152, 786432]
+    """
+    nnz = max(int(nnz), minimum)
+    step = max(2 ** (math.floor(math.log2(nnz)) - 3), 1)
+    return -(-nnz // step) * step
 
 
 def holdout_split(y, validation_fraction, random_state, stratify):
@@ -102,6 +127,43 @@ def _pad_rows(indices, size):
     return padded, mask
 
 
+def take_rows(X, row_sets, size):
+    """The rows ``row_sets[k]`` of ``X`` for every ``k``, padded to ``size`` rows
+    and stacked on a leading axis.
+
+    Dense ``X``: an array ``(K, size, d)`` (padding rows repeat row 0, masked
+    by the caller). Sparse ``X``: a stacked
+    :class:`~skfarho.core.sparse.SparseMatrix` whose padding rows are empty
+    and whose stored entries are padded to the :func:`nnz_bucket` of the
+    largest subset (no dense copy).
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> X = sp.csr_matrix(np.arange(6.0).reshape(3, 2))
+    >>> stacked = take_rows(X, [[2, 0], [1]], size=4)
+    >>> stacked
+    SparseMatrix(shape=(4, 2), nnz=64, stacked (2,))
+    >>> stacked[0].to_scipy().toarray().tolist()
+    [[4.0, 5.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]
+    """
+    if not scipy.sparse.issparse(X):
+        return np.stack([X[_pad_rows(rows, size)[0]] for rows in row_sets])
+    subsets = [X[np.asarray(rows, dtype=np.intp)] for rows in row_sets]
+    nnz = nnz_bucket(max(subset.nnz for subset in subsets))
+    return SparseMatrix.stack([
+        SparseMatrix.from_scipy(subset, (size, X.shape[1]), nnz)
+        for subset in subsets])
+
+
+def _stack_rows(X, y, row_sets, size):
+    """``(X, y, mask, rows)`` of every row set, padded to ``size`` and stacked."""
+    padded = [_pad_rows(rows, size) for rows in row_sets]
+    rows = np.stack([rows for rows, _ in padded])
+    return (take_rows(X, row_sets, size), y[rows],
+            np.stack([mask for _, mask in padded]), rows)
+
+
 def stack_folds(X, y, splits, X_val=None, y_val=None,
                 outer_is_inner=False) -> StackedFolds:
     """Stack the training and validation rows of every split, padded to buckets.
@@ -111,31 +173,22 @@ def stack_folds(X, y, splits, X_val=None, y_val=None,
     compiled program. With ``X_val`` given, ``splits`` index training rows only
     and the validation rows come from ``X_val``. With ``outer_is_inner`` the
     outer data is the inner data itself (no copy of the outer rows is made).
+    ``X`` (and ``X_val``) may be SciPy sparse: see :func:`take_rows`.
     """
-    train_size = bucket(len(y))
+    inner = _stack_rows(X, y, [train for train, _ in splits], bucket(len(y)))
+    if outer_is_inner:
+        return StackedFolds(inner, inner)
     val_source_X = X if X_val is None else X_val
     val_source_y = y if y_val is None else y_val
     val_size = bucket(max(len(val) for _, val in splits))
-    inner, outer = [], []
-    for train, val in splits:
-        rows, mask = _pad_rows(train, train_size)
-        inner.append((X[rows], y[rows], mask, rows))
-        if outer_is_inner:
-            continue
-        val_rows, val_mask = _pad_rows(val, val_size)
-        outer.append((val_source_X[val_rows], val_source_y[val_rows], val_mask))
-    inner = tuple(np.stack(parts) for parts in zip(*inner, strict=True))
-    if outer_is_inner:
-        return StackedFolds(inner, inner)
-    return StackedFolds(inner, tuple(np.stack(parts) for parts in zip(*outer,
-                                                                      strict=True)))
+    outer = _stack_rows(val_source_X, val_source_y, [val for _, val in splits],
+                        val_size)
+    return StackedFolds(inner, outer[:3])
 
 
 def stack_all_rows(X, y, copies=1):
     """All rows as one padded inner problem, repeated ``copies`` times."""
-    rows, mask = _pad_rows(np.arange(len(y)), bucket(len(y)))
-    return tuple(np.repeat(part[None], copies, axis=0)
-                 for part in (X[rows], y[rows], mask, rows))
+    return _stack_rows(X, y, [np.arange(len(y))] * copies, bucket(len(y)))
 
 
 @dataclass(frozen=True)
@@ -144,32 +197,57 @@ class FitData:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features)
+    X : ndarray or scipy.sparse CSR matrix of shape (n_samples, n_features)
     y : ndarray of shape (n_samples,)
         Encoded targets.
-    X_val, y_val : ndarray, optional
+    X_val, y_val : ndarray or CSR matrix, optional
         Outer rows given to ``fit``; otherwise the outer rows are rows of ``X``.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> data = FitData.from_validated(sp.random(5, 3, 0.5, "csc", random_state=0),
+    ...                               np.arange(5.0))
+    >>> data.sparse, data.X.format, data.rows([0, 2]).X.shape
+    (True, 'csr', (2, 3))
     """
 
-    X: np.ndarray
+    X: np.ndarray | scipy.sparse.csr_matrix
     y: np.ndarray
-    X_val: np.ndarray | None = None
+    X_val: np.ndarray | scipy.sparse.csr_matrix | None = None
     y_val: np.ndarray | None = None
 
     @classmethod
     def from_validated(cls, X, y, X_val=None, y_val=None) -> FitData:
-        """The fit data of validated inputs (sparse matrices are densified)."""
-        return cls(_dense(X).astype(np.float64, copy=False), y,
-                   None if X_val is None else _dense(X_val), y_val)
+        """The fit data of validated inputs, float64.
+
+        Dense inputs become arrays; sparse ones (any SciPy format) one CSR
+        matrix each, converted once and never densified.
+        """
+        return cls(_float64(X), y, None if X_val is None else _float64(X_val), y_val)
 
     @property
     def n_rows(self) -> int:
         return len(self.y)
 
+    @property
+    def sparse(self) -> bool:
+        """True when ``X`` is a SciPy sparse matrix (kept sparse throughout)."""
+        return scipy.sparse.issparse(self.X)
+
     def folds(self, splits, outer_is_inner: bool = False) -> StackedFolds:
         """Stacked, padded folds; with ``outer_is_inner`` the outer data of each
         fold is its inner data ``(X, y, mask, rows)`` (objectives computed on the
-        training rows)."""
+        training rows).
+
+        Raises a ValueError for sparse ``X`` with ``outer_is_inner``: the only
+        objective on the training rows (the evidence) builds a dense Hessian.
+        """
+        if self.sparse and outer_is_inner:
+            raise ValueError(
+                'objective="evidence" builds a dense Hessian of all coefficients '
+                "and does not take sparse X: use objective=\"validation\", or "
+                "pass X.toarray() when n_features is small.")
         return stack_folds(self.X, self.y, splits, self.X_val, self.y_val,
                            outer_is_inner)
 
@@ -183,7 +261,9 @@ class FitData:
         after label cleaning."""
         if self.X_val is None:
             return self.rows(keep)
-        return FitData(np.vstack([self.X[keep], self.X_val]),
+        stack = scipy.sparse.vstack if self.sparse else np.vstack
+        X = stack([self.X[keep], self.X_val])
+        return FitData(X.tocsr() if self.sparse else X,
                        np.concatenate([self.y[keep], self.y_val]))
 
     def all_rows(self) -> tuple:
@@ -191,5 +271,7 @@ class FitData:
         return stack_all_rows(self.X, self.y)
 
 
-def _dense(X):
-    return X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+def _float64(X):
+    if scipy.sparse.issparse(X):
+        return scipy.sparse.csr_matrix(X, dtype=np.float64)
+    return np.asarray(X, dtype=np.float64)

@@ -48,7 +48,7 @@ from skfarho._objective import Evidence
 from skfarho._problem import regularized_loss
 from skfarho.core import CG, BilevelProblem, HostImplicit, Implicit, ImplicitWarmStart
 from skfarho.core.evidence import posterior_precision
-from skfarho.core.implicit import FAST_COMPILE
+from skfarho.core.implicit import compiler_options as _compiler_options
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -10.0, 12.0
@@ -131,11 +131,6 @@ def _compiled_solve(problem):
                                                            fixed={"w0": w0}),
                    compiler_options=_compiler_options())
 
-
-def _compiler_options():
-    # XLA:CPU options measured for the implicit method's programs (compile as
-    # fast, run 20-25% faster than the defaults; see skfarho.core.implicit)
-    return FAST_COMPILE if jax.default_backend() == "cpu" else None
 
 
 class _Columns:

@@ -16,6 +16,7 @@ step; the tolerance is tightened across outer steps by a schedule.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -182,19 +183,59 @@ class Implicit:
         """The ``"scipy"`` inner solver's ``__call__``: NumPy in, NumPy out."""
         fixed = {} if fixed is None else fixed
         inner_data, outer_data = jax.device_put((inner_data, outer_data))
+        program = host_programs(problem, self.linear_solver)["hypergradient"]
+        if warm_start is None:
+            start = bind_fixed(problem, fixed).init_params(hparams)
+            warm_start = ImplicitWarmStart(None, jax.tree_util.tree_map(
+                np.zeros_like, start))
+        # the hypergradient program compiles on another core while SciPy solves
+        compiled = compile_in_background(program, (
+            warm_start.adjoint, warm_start.adjoint, tol, hparams, fixed, inner_data,
+            outer_data))
+        if warm_start.params is None:
+            warm_start = None
         params = self.solve_inner(problem, hparams, inner_data, warm_start, tol,
                                   fixed)
-        if warm_start is None:
-            adjoint = jax.tree_util.tree_map(np.zeros_like, params)
-        else:
-            adjoint = warm_start.adjoint
-        program = host_programs(problem, self.linear_solver)["hypergradient"]
+        adjoint = (jax.tree_util.tree_map(np.zeros_like, params)
+                   if warm_start is None else warm_start.adjoint)
+        concurrent.futures.wait([compiled])  # a failed warm-up compiles below
         value, grad, adjoint = jax.tree_util.tree_map(np.asarray, program(
             params, adjoint, tol, hparams, fixed, inner_data, outer_data))
         finite = all(np.all(np.isfinite(leaf)) for leaf in
                      jax.tree_util.tree_leaves((value, grad, params)))
         return HypergradResult(value, grad, params, ImplicitWarmStart(params, adjoint),
                                np.bool_(finite))
+
+
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="skfarho-compile")
+_COMPILING: dict = {}
+
+
+def compile_in_background(program, args) -> concurrent.futures.Future:
+    """Compile the jitted ``program`` for ``args``'s shapes on a worker thread.
+
+    Returns a future that is done when ``program(*args)`` (any values of those
+    shapes and dtypes) no longer compiles. The first request for a signature
+    calls the program once on the worker, in the caller's float64 scope: the
+    compiled executable lands in ``program``'s own cache, and the call's
+    output is discarded (``tol`` is made infinite so a linear solve stops at
+    once). Later requests return the same (done) future.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    signature = (program, treedef, tuple(
+        (np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves))
+    future = _COMPILING.get(signature)
+    if future is None:
+        x64 = bool(jax.config.jax_enable_x64)
+        params, adjoint, _, *rest = args
+
+        def warm_up():
+            with jax.enable_x64(x64):
+                jax.block_until_ready(program(params, adjoint, np.inf, *rest))
+
+        future = _COMPILING.setdefault(signature, _BACKGROUND.submit(warm_up))
+    return future
 
 
 # XLA:CPU options for the host-side programs, chosen by measurement (digits and
@@ -206,7 +247,6 @@ FAST_COMPILE = {"xla_backend_optimization_level": 2,
                  "xla_cpu_parallel_codegen_split_count": 1}
 
 
-@functools.lru_cache(maxsize=64)
 def host_programs(problem, linear_solver=_DEFAULT_LINEAR_SOLVERS["scipy"]):
     """The two jitted programs of ``Implicit(inner_solver="scipy")``, cached.
 
@@ -218,19 +258,34 @@ def host_programs(problem, linear_solver=_DEFAULT_LINEAR_SOLVERS["scipy"]):
     are separate traced arguments, so new values never recompile.
     """
 
+    # one cache entry per (problem, solver), however they are passed; the
+    # inner program depends on the problem alone (the final fit reuses it)
+    return {"inner_value_and_grad": _inner_value_and_grad_program(problem),
+            "hypergradient": _hypergradient_program(problem, linear_solver)}
+
+
+def compiler_options():
+    """XLA options of the host-side programs: :data:`FAST_COMPILE` on CPU."""
+    return FAST_COMPILE if jax.default_backend() == "cpu" else None
+
+
+@functools.lru_cache(maxsize=64)
+def _inner_value_and_grad_program(problem):
     def inner_value_and_grad(params, hparams, fixed, inner_data):
         bound = bind_fixed(problem, fixed)
         return jax.value_and_grad(bound.inner_loss)(params, hparams, *inner_data)
 
+    return jax.jit(inner_value_and_grad, compiler_options=compiler_options())
+
+
+@functools.lru_cache(maxsize=64)
+def _hypergradient_program(problem, linear_solver):
     def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
         return implicit_hypergradient(bind_fixed(problem, fixed), hparams, params,
                                       inner_data, outer_data, linear_solver, adjoint,
                                       tol)
 
-    options = FAST_COMPILE if jax.default_backend() == "cpu" else None
-    return {name: jax.jit(fun, compiler_options=options) for name, fun in (
-        ("inner_value_and_grad", inner_value_and_grad),
-        ("hypergradient", hypergradient))}
+    return jax.jit(hypergradient, compiler_options=compiler_options())
 
 
 def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
