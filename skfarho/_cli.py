@@ -5,7 +5,11 @@ with :class:`~sklearn.preprocessing.StandardScaler`) and a
 :class:`~sklearn.model_selection.GridSearchCV` over 30 values of the
 regularization strength side by side on one fixed train/test split of a
 built-in scikit-learn data set, prints a table (wall time, test loss, test
-score) and saves a plot of test loss against wall time.
+score) and saves a plot of test loss against wall time. Then (unless
+``--no-showcase``) it runs the two problems of :mod:`skfarho._showcase` that a
+grid cannot tune: per-feature strengths on a problem with a known support, and
+learned example weights on digits with flipped labels, each with its table and
+figure.
 
 Everything lives in small functions so that tests can call :func:`main` with an
 argument list, e.g. ``main(["--dataset", "wine", "--no-plot", "--quiet"])``. The
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +45,8 @@ from skfarho._comparison import (
     train_test,
     unrolled_only,
 )
+from skfarho._showcase import SIZES, feature_section, noise_section
+from skfarho._showcase_plots import plot_features, plot_label_noise, showcase_path
 from skfarho.core import DivergenceError
 
 DATASETS = ("breast_cancer", "digits", "wine", "diabetes", "synthetic")
@@ -141,12 +148,46 @@ def build_parser():
                              "(default: %(default)s)")
     parser.add_argument("--plot", default=DEFAULT_PLOT, metavar="PATH",
                         help="PNG of test loss against wall time "
-                             "(default: %(default)s)")
+                             "(default: %(default)s); the showcase's figures "
+                             "go next to it (skfarho_feature_strengths.png and "
+                             "skfarho_label_noise.png by default)")
     parser.add_argument("--no-plot", action="store_true",
-                        help="do not save the plot")
+                        help="do not save any plot")
+    parser.add_argument("--no-showcase", action="store_true",
+                        help="skip the two problems a grid cannot tune "
+                             "(per-feature strengths against one strength and "
+                             "L1; learned example weights against no cleaning "
+                             "and cleanlab on digits with 30%% flipped labels)")
+    parser.add_argument("--showcase-size", choices=tuple(SIZES), default="default",
+                        help=argparse.SUPPRESS)  # "small" for tests
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output, only the results")
+    parser.add_argument("--blas-threads", type=lambda text: _positive_int(text, 0),
+                        default=1, metavar="N",
+                        help="BLAS threads of this process, for both sides "
+                             "(default: %(default)s; 0: the library's own "
+                             "choice). The searches' workers use one each "
+                             "already; on a busy machine more threads make "
+                             "these small fits many times slower")
     return parser
+
+
+@contextmanager
+def blas_threads(n):
+    """At most ``n`` BLAS threads in this process (no limit when ``n`` is 0).
+
+    threadpoolctl limits the libraries already loaded: SciPy's and
+    scikit-learn's solvers are imported first.
+    """
+    if not n:
+        yield
+        return
+    import scipy.linalg  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def _competitors(args, task):
@@ -285,7 +326,7 @@ def save_plot(results, path, data, task):
 
 
 def main(argv=None):
-    """Run the comparison; the entry point of ``python -m skfarho``.
+    """Run the comparison, then the showcase; the entry point of ``python -m skfarho``.
 
     Parameters
     ----------
@@ -309,6 +350,11 @@ def main(argv=None):
               "reverse or forward (the implicit method does not depend on the "
               f"inner {unrolled[0].replace('_', ' ')})", file=sys.stderr)
         return 2
+    with blas_threads(args.blas_threads):
+        return _run(parser, args)
+
+
+def _run(parser, args):
     data = load_dataset(args.dataset, args.random_state)
     try:
         results, notes = compare(data, args)
@@ -325,4 +371,57 @@ def main(argv=None):
     if not args.no_plot:
         save_plot(results, args.plot, data, data.task)
         print(f"plot saved to {args.plot}")
+    if args.no_showcase:
+        return 0
+    try:
+        showcase(args)
+    except (DivergenceError, ValueError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
     return 0
+
+
+SHOWCASE = (("per-feature L2 strengths", feature_section, "feature_strengths",
+             plot_features),
+            ("learned example weights", noise_section, "label_noise",
+             plot_label_noise))
+
+
+def showcase(args, out=None):
+    """Run the showcase sections (:mod:`skfarho._showcase`); print their tables.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (see :func:`build_parser`): ``random_state``,
+        ``showcase_size``, ``quiet``, ``plot`` and ``no_plot`` are read.
+    out : file-like, default=sys.stdout
+        Where the progress lines go.
+
+    Returns
+    -------
+    list of Section
+        One per section.
+    """
+    out = sys.stdout if out is None else out
+
+    def progress(line):
+        print(line, file=out, flush=True)
+
+    sections = []
+    for index, (name, run, figure, draw) in enumerate(SHOWCASE, start=1):
+        if not args.quiet:
+            progress(f"\n==> showcase {index}/{len(SHOWCASE)}: {name}")
+        section = run(args.random_state, args.showcase_size,
+                      None if args.quiet else progress)
+        print(f"\n{section.title}")
+        print(section.table)
+        print("\n".join(section.lines))
+        for note in section.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if not args.no_plot:
+            path = showcase_path(args.plot, figure)
+            draw(section, path)
+            print(f"plot saved to {path}")
+        sections.append(section)
+    return sections
