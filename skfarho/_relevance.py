@@ -48,6 +48,7 @@ from skfarho._objective import Evidence
 from skfarho._problem import regularized_loss
 from skfarho.core import CG, BilevelProblem, HostImplicit, Implicit, ImplicitWarmStart
 from skfarho.core.evidence import posterior_precision
+from skfarho.core.implicit import compile_in_background
 from skfarho.core.implicit import compiler_options as _compiler_options
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
@@ -184,20 +185,21 @@ class _Fit:
     def hparams(self):
         h = {"log_alpha": self.data.log_alpha(self.log_alpha)}
         if self.regression:
-            h["log_noise_precision"] = jnp.asarray(self.log_beta)
+            h["log_noise_precision"] = jnp.asarray(np.float64(self.log_beta))
         return h
+
+    def precision_call(self):
+        """The jitted posterior precision and its arguments for this fit."""
+        model, K = self.data.model, self.data.n_outputs
+        program = _precision_program(
+            model, K > 1 and not self.regression and "intercept" in self.params)
+        return program, (self.params, self.hparams(), *self.data.arrays[:3])
 
     @functools.cached_property
     def covariance(self):
         """Laplace covariance of the kept coefficients (and intercepts), raveled."""
-        model, K = self.data.model, self.data.n_outputs
-        width, k = self.data.width, len(self.columns)
-        precision = posterior_precision(
-            model.scores, model.sample_loss, model.feature_squares,
-            shift_invariant=K > 1 and not self.regression and "intercept" in
-            self.params, linear=True)
-        H = np.asarray(jax.jit(precision)(self.params, self.hparams(),
-                                          *self.data.arrays[:3]))
+        K, width, k = self.data.n_outputs, self.data.width, len(self.columns)
+        H = np.asarray(self.precision_call()[0](*self.precision_call()[1]))
         if self.regression:
             H = H * np.exp(self.log_beta)
         intercepts = np.arange(K) if "intercept" in self.params else np.arange(0)
@@ -277,6 +279,37 @@ def _maximize(data, log_alpha0, log_beta0, maxiter, start, path=None):
         value_and_grad(found.x)
     return _Fit(data, state["warm"].params, found.x[:k],
                 float(found.x[-1]) if regression else None)
+
+
+@functools.lru_cache(maxsize=16)
+def _precision_program(model, shift_invariant):
+    precision = posterior_precision(model.scores, model.sample_loss,
+                                    model.feature_squares,
+                                    shift_invariant=shift_invariant, linear=True)
+    return jax.jit(precision, compiler_options=_compiler_options())
+
+
+def _compile_programs(model, n_outputs, X, y, widths, n_rows, log_beta):
+    """Start compiling, on another core, the programs of the evidence
+    maximization and of the posterior precision on ``widths`` columns."""
+    for width in dict.fromkeys(widths):
+        data = _Columns(model, n_outputs, X, y, np.arange(width), n_rows)
+        zeros = jax.tree_util.tree_map(np.asarray, data.zeros())
+        compile_in_background(*_Fit(data, zeros, np.zeros(width),
+                                    log_beta).precision_call())
+    _compile_evidence_program(data, log_beta)
+
+
+def _compile_evidence_program(data, log_beta):
+    """Start compiling :func:`_maximize`'s program for ``data``'s shapes."""
+    problem = _problem(data.model, data.n_outputs)
+    hparams = {"log_alpha": data.log_alpha(np.zeros(len(data.columns)))}
+    if log_beta is not None:
+        hparams["log_noise_precision"] = jnp.asarray(np.float64(log_beta))
+    fixed = {"w0": data.zeros()}
+    warm = _METHOD.init_warm_start(problem, hparams, data.arrays, fixed)
+    compile_in_background(_compiled_hypergradient(problem),
+                          (hparams, data.arrays, warm, fixed))
 
 
 def _refit(data, log_alpha, log_beta, warm=None, traced=False):
@@ -386,6 +419,11 @@ def learn_feature_strengths(model, X, y, *, n_outputs, splits, taus=TAUS,
 
     def columns_data(rows, columns):
         return _Columns(model, n_outputs, X[rows], y[rows], columns, n)
+
+    # the screening's and the evidence's programs compile on other cores
+    # during the one-strength path
+    _compile_programs(model, n_outputs, X[:1], y[:1], (d, min(screen or d, d)), n,
+                      log_beta)
 
     # 1. one strength by CV along a path (strong to weak, stopped early per fold)
     paths, per_value = [], {}

@@ -208,7 +208,7 @@ class Implicit:
 
 
 _BACKGROUND = concurrent.futures.ThreadPoolExecutor(
-    max_workers=1, thread_name_prefix="skfarho-compile")
+    max_workers=2, thread_name_prefix="skfarho-compile")
 _COMPILING: dict = {}
 
 
@@ -216,11 +216,19 @@ def compile_in_background(program, args) -> concurrent.futures.Future:
     """Compile the jitted ``program`` for ``args``'s shapes on a worker thread.
 
     Returns a future that is done when ``program(*args)`` (any values of those
-    shapes and dtypes) no longer compiles. The first request for a signature
-    calls the program once on the worker, in the caller's float64 scope: the
-    compiled executable lands in ``program``'s own cache, and the call's
-    output is discarded (``tol`` is made infinite so a linear solve stops at
-    once). Later requests return the same (done) future.
+    shapes and dtypes) no longer compiles: ``program.lower(*args).compile()``
+    in the caller's float64 scope fills ``program``'s own cache, and nothing
+    runs. The first request for a signature submits the work; later requests
+    return the same future.
+
+    Examples
+    --------
+    >>> import concurrent.futures, jax, jax.numpy as jnp
+    >>> program = jax.jit(lambda x: jnp.sin(x) @ x)
+    >>> future = compile_in_background(program, (jnp.ones((3, 3)),))
+    >>> _ = concurrent.futures.wait([future])
+    >>> program(jnp.zeros((3, 3))).shape  # no compilation left
+    (3, 3)
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     signature = (program, treedef, tuple(
@@ -228,13 +236,12 @@ def compile_in_background(program, args) -> concurrent.futures.Future:
     future = _COMPILING.get(signature)
     if future is None:
         x64 = bool(jax.config.jax_enable_x64)
-        params, adjoint, _, *rest = args
 
-        def warm_up():
+        def compile_program():
             with jax.enable_x64(x64):
-                jax.block_until_ready(program(params, adjoint, np.inf, *rest))
+                program.lower(*args).compile()
 
-        future = _COMPILING.setdefault(signature, _BACKGROUND.submit(warm_up))
+        future = _COMPILING.setdefault(signature, _BACKGROUND.submit(compile_program))
     return future
 
 
