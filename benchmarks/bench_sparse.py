@@ -42,26 +42,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from machine import machine_info
+from machine import machine_info, report_child_result
+from machine import run_child as run_fresh
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MARKER = "BENCH_RESULT "
 SEED = 0
 SIZES = ((3000, 15000), (12000, 60000))
 LARGE = (48000, 240000)
 METHODS = ("ho-alpha", "ho-feature_alpha", "lrcv", "grid", "grid-l1")
 GRID = np.logspace(-4, 4, 30)
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def make_text_data(n, d, seed=SEED, tokens=100, zipf=1.1, informative=0.02):
@@ -139,28 +136,12 @@ def child(spec):
     except Exception as error:  # report, let the parent go on
         result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(MARKER + json.dumps(result), flush=True)
+    report_child_result(result)
 
 
 def run_child(spec, timeout, threads):
     """:func:`child` in a fresh interpreter (compilation cache off)."""
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-    if threads:
-        env.update({key: str(threads) for key in THREAD_VARIABLES})
-    command = [sys.executable, str(Path(__file__).resolve()), "--child",
-               json.dumps(spec)]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**spec, "error": f"timeout after {timeout:.0f}s"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
-    if proc.returncode != 0 or not lines:
-        return {**spec, "error": f"child exited {proc.returncode}: "
-                f"{proc.stderr[-1500:]}"}
-    return json.loads(lines[-1][len(MARKER):])
+    return run_fresh(Path(__file__).resolve(), spec, timeout, threads)
 
 
 def summarize(runs):

@@ -51,19 +51,17 @@ import argparse
 import fnmatch
 import itertools
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from machine import machine_info
+from machine import machine_info, report_child_result
+from machine import run_child as run_fresh
 
 # skfarho._comparison (data sets, grid, metrics, tables) is imported inside the
 # functions, so that a child times it with the other imports
 RESULTS = Path(__file__).resolve().parent / "results"
-MARKER = "BENCH_RESULT "
 SEED = 0
 
 NOISY = ("digits_noisy",)
@@ -371,11 +369,10 @@ def child(spec):
         result.update(evaluate(model, data, method))
     except Exception as error:  # report, let the parent go on
         result["error"] = f"{type(error).__name__}: {str(error)[:500]}"
-    print(MARKER + json.dumps(result), flush=True)
+    report_child_result(result)
 
 
 # ---- in the parent process --------------------------------------------------
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def run_child(spec, timeout, threads=None):
@@ -392,26 +389,7 @@ def run_child(spec, timeout, threads=None):
     and OpenMP in the parent process (the final refit of the searches,
     skfarho's spectral-norm SVD) can be many times slower than one thread.
     """
-    env = dict(os.environ)
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-    if threads:
-        env.update({key: str(threads) for key in THREAD_VARIABLES})
-    start = time.perf_counter()
-    command = [sys.executable, str(Path(__file__).resolve()), "--child",
-               json.dumps(spec)]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, env=env,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**spec, "error": f"timeout after {timeout:.0f}s"}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
-    if proc.returncode != 0 or not lines:
-        return {**spec, "error": f"child exited {proc.returncode}: "
-                f"{proc.stderr[-1500:]}"}
-    result = json.loads(lines[-1][len(MARKER):])
-    result["process_wall_s"] = time.perf_counter() - start
-    return result
+    return run_fresh(Path(__file__).resolve(), spec, timeout, threads)
 
 
 def summarize(values):
