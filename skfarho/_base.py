@@ -62,9 +62,14 @@ class GradientHOEstimator(BaseEstimator):
     Class attributes: ``_max_learning_rate_factor`` (a learned inner learning
     rate stays below this factor times the automatic rate; 2 is gradient
     descent's stability limit on a quadratic), ``_convex`` (False forbids
-    the implicit method) and ``_detects_label_issues`` (True: classifiers whose
+    the implicit method), ``_detects_label_issues`` (True: classifiers whose
     ``learn="sample_weight"`` runs :func:`skfarho._cleaning.detect_label_issues`
-    instead of learning weights on the validation loss).
+    instead of learning weights on the validation loss),
+    ``_supports_relevance`` (True: ``learn="feature_alpha"`` may run the
+    evidence recipe of :mod:`skfarho._relevance`; linear models) and
+    ``_keeps_sparse_input`` (True: sparse ``X`` reaches ``_model().scores``
+    as a :class:`~skfarho.core.sparse.SparseMatrix`; otherwise it is
+    densified).
 
     ``fit`` validates, builds the problem, the objective, the data and the
     method, and hands over to :func:`skfarho._fit.learn_hyperparameters`. See
@@ -78,6 +83,7 @@ class GradientHOEstimator(BaseEstimator):
     _convex = True
     _detects_label_issues = False
     _supports_relevance = False
+    _keeps_sparse_input = False
 
     _parameter_constraints: dict = {
         "learn": ["array-like", str],
@@ -306,7 +312,8 @@ class GradientHOEstimator(BaseEstimator):
             X_val, y_val = validate_data(self, X_val, y_val, reset=False,
                                          accept_sparse="csr", dtype=np.float64)
             y_val = self._encode_targets(y_val, reset=False)
-        return FitData.from_validated(X, y, X_val, y_val)
+        return FitData.from_validated(X, y, X_val, y_val,
+                                      keep_sparse=self._keeps_sparse_input)
 
     def _check_learn(self, method):
         implicit = is_implicit(method)
@@ -396,6 +403,8 @@ class GradientHOEstimator(BaseEstimator):
         return report
 
     def _set_fitted(self, params, hparams, history, trained, context):
+        for name in ("setting_", "cv_results_"):  # the evidence recipe's only
+            self.__dict__.pop(name, None)
         decoded = decode_hyperparameters(hparams, context)
         self.alpha_ = decoded["alpha_"]
         weights = decoded.get("sample_weight_", np.ones(context.n_rows))

@@ -218,13 +218,21 @@ class FitData:
     y_val: np.ndarray | None = None
 
     @classmethod
-    def from_validated(cls, X, y, X_val=None, y_val=None) -> FitData:
+    def from_validated(cls, X, y, X_val=None, y_val=None,
+                       keep_sparse=True) -> FitData:
         """The fit data of validated inputs, float64.
 
         Dense inputs become arrays; sparse ones (any SciPy format) one CSR
-        matrix each, converted once and never densified.
+        matrix each, converted once and never densified, or, with
+        ``keep_sparse=False`` (models whose scores need dense inputs), dense
+        arrays.
         """
-        return cls(_float64(X), y, None if X_val is None else _float64(X_val), y_val)
+        def convert(matrix):
+            if not keep_sparse and scipy.sparse.issparse(matrix):
+                matrix = matrix.toarray()
+            return _float64(matrix)
+
+        return cls(convert(X), y, None if X_val is None else convert(X_val), y_val)
 
     @property
     def n_rows(self) -> int:

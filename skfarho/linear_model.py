@@ -14,6 +14,7 @@ class _LinearModel:
     """The linear model's hooks shared by the classifier and the regressor."""
 
     _supports_relevance = True  # learn="feature_alpha" runs skfarho._relevance
+    _keeps_sparse_input = True  # X @ coef takes a core.sparse.SparseMatrix
 
     def _model(self):
         return linear_model(self._sample_loss, self.fit_intercept)

@@ -91,9 +91,9 @@ def test_per_feature_decay_and_example_weights(moons):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X_noisy, y_train)
     assert model.alpha_.shape == (5,) and np.ptp(model.alpha_) > 0
-    held_out = np.isnan(model.sample_weight_)
-    assert held_out.sum() == int(np.ceil(0.25 * len(y_train)))
-    weights = model.sample_weight_[~held_out]
+    # 225 rows: a 25% holdout would have 57 rows, so 5 folds validate instead
+    # and every row is trained on and weighted
+    weights = model.sample_weight_
     assert np.all((weights > 0) & (weights < 1)) and np.ptp(weights) > 0
 
 
