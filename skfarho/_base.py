@@ -230,9 +230,20 @@ class GradientHOEstimator(BaseEstimator):
 
     def _fit_relevance(self, data, seed):
         """Per-feature strengths by the evidence, the pruning threshold and the
-        single-or-per-feature choice by ``cv`` folds (5 when None)."""
-        splits = cv_splits(data.y, 5 if self.cv is None else self.cv, seed,
-                           is_classifier(self))
+        single-or-per-feature choice by ``cv`` folds (when None, 5, or as many
+        as the smallest class has rows, at least 2)."""
+        cv = self.cv
+        if cv is None:
+            cv = 5
+            if is_classifier(self):
+                counts = np.unique(data.y, return_counts=True)[1]
+                if counts.min() < 2:
+                    raise ValueError(
+                        'learn="feature_alpha" chooses its settings by '
+                        "cross-validation and needs at least 2 rows of every "
+                        f"class; the smallest class has {counts.min()}.")
+                cv = min(cv, int(counts.min()))
+        splits = cv_splits(data.y, cv, seed, is_classifier(self))
         try:
             with float64_scope():
                 found = learn_feature_strengths(self._model(), data.X, data.y,

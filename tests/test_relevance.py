@@ -136,3 +136,17 @@ def test_objective_choice():
     with pytest.raises(ValueError, match="needs hypergradient=\"implicit\""):
         HOLogisticRegression(learn=("feature_alpha",), objective="evidence",
                              hypergradient="reverse").fit(X, y)
+
+
+def test_folds_follow_the_smallest_class():
+    """cv=None: 5 folds, fewer when a class has fewer rows, an error below 2."""
+    X, y = make_classification(n_samples=120, n_features=6, random_state=0)
+    y[:] = 0
+    y[:3] = 1
+    model = HOLogisticRegression(learn=("feature_alpha",), random_state=0).fit(X, y)
+    assert model.cv_results_["mean_test_loss"].shape == (8,)
+    assert np.all(np.isfinite(model.coef_))
+    y[:] = 0
+    y[0] = 1
+    with pytest.raises(ValueError, match="at least 2 rows of every class"):
+        HOLogisticRegression(learn=("feature_alpha",)).fit(X, y)
