@@ -65,8 +65,9 @@ _PARAMETERS_DOC = """
         :ref:`validation-overfitting`: per-feature strengths maximize the
         evidence (L-BFGS-B on the implicit hypergradient, at most 64 screened
         features when ``n_samples >= n_features``), and ``cv`` folds (5 when
-        None; fewer if a class has fewer rows) choose between them, the same with weak features dropped
-        (``alpha_`` is ``inf`` there) and one strength for all; see
+        None; fewer if a class has fewer rows) choose between them, the same
+        with weak features dropped (``alpha_`` is ``inf`` there) and one
+        strength for all; see
         ``setting_`` and ``cv_results_``. Costs a dense Hessian per
         evaluation, ``O(n p^2 + p^3)`` for ``p`` coefficients; refuses more
         than 4096 (see :mod:`skfarho.core.evidence`). ``"auto"``: that recipe
