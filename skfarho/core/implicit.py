@@ -209,7 +209,8 @@ class Implicit:
 
 _BACKGROUND = concurrent.futures.ThreadPoolExecutor(
     max_workers=2, thread_name_prefix="skfarho-compile")
-_COMPILING: dict = {}
+_COMPILING: dict = {}  # signature -> future, the most recent _MAX_COMPILING
+_MAX_COMPILING = 256
 
 
 def compile_in_background(program, args) -> concurrent.futures.Future:
@@ -242,6 +243,8 @@ def compile_in_background(program, args) -> concurrent.futures.Future:
                 program.lower(*args).compile()
 
         future = _COMPILING.setdefault(signature, _BACKGROUND.submit(compile_program))
+        while len(_COMPILING) > _MAX_COMPILING:  # forget the oldest (insertion order)
+            _COMPILING.pop(next(iter(_COMPILING)))
     return future
 
 
