@@ -145,7 +145,7 @@ def placed(parts, method):
         warnings.warn("data_parallel: sparse rows are not sharded yet; this fit "
                       "uses one device.", RuntimeWarning, stacklevel=3)
         return parts
-    return shard_rows(_pad_rows(parts, mesh.size), mesh)
+    return shard_rows(_pad_to_multiple(parts, mesh.size), mesh)
 
 
 def placed_folds(folds: StackedFolds, method) -> StackedFolds:
@@ -169,7 +169,7 @@ def _mesh_for(method):
     return mesh
 
 
-def _pad_rows(parts, multiple):
+def _pad_to_multiple(parts, multiple):
     def pad(part):
         part = np.asarray(part)
         extra = -part.shape[1] % multiple if part.ndim >= 2 else 0

@@ -199,7 +199,8 @@ class _Fit:
     def covariance(self):
         """Laplace covariance of the kept coefficients (and intercepts), raveled."""
         K, width, k = self.data.n_outputs, self.data.width, len(self.columns)
-        H = np.asarray(self.precision_call()[0](*self.precision_call()[1]))
+        program, arguments = self.precision_call()
+        H = np.asarray(program(*arguments))
         if self.regression:
             H = H * np.exp(self.log_beta)
         intercepts = np.arange(K) if "intercept" in self.params else np.arange(0)
