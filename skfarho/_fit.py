@@ -18,7 +18,7 @@ from skfarho._data import StackedFolds
 from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
-from skfarho.core.implicit import host_programs
+from skfarho.core.implicit import compile_when_idle, host_programs
 from skfarho.core.outer import compiled_solve_inner
 from skfarho.core.sharding import current_mesh, shard_rows
 
@@ -79,6 +79,10 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
     """
     folds = data.folds(splits, outer_is_inner=objective.reads_training_rows)
     folds = placed_folds(folds, method)
+    if refit and not method.traceable:  # while the first step waits to compile
+        compile_when_idle(host_programs(problem)["inner_value_and_grad"],
+                          (fixed["w0"], learned, fixed,
+                           tuple(part[0] for part in data.all_rows())))
     result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
                                       method=method, optimizer=optimizer,
                                       fixed=fixed, **loop_options)

@@ -20,11 +20,12 @@ from skfarho.core import (
     HostImplicit,
     Implicit,
     Reverse,
+    rprop_secant,
 )
 
 METHOD_NAMES = ("implicit", "reverse", "forward", "rtho", "trho")
 OUTER_OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd, "rmsprop": optax.rmsprop,
-                    "rprop": optax.rprop}
+                    "rprop": optax.rprop, "rprop_secant": rprop_secant}
 
 
 def _implicit_method():
@@ -78,15 +79,31 @@ def _named_optimizer(name: str):
     return optax.inject_hyperparams(OUTER_OPTIMIZERS[name])(learning_rate=0.1)
 
 
+def optimizer_name(spec, learned: dict):
+    """The name ``spec`` resolves to for ``learned`` (``"auto"`` resolved);
+    None for an optax object."""
+    if not isinstance(spec, str):
+        return None
+    if spec != "auto":
+        return spec
+    leaves = jax.tree_util.tree_leaves(learned)
+    scalars = all(np.ndim(leaf) == 0 for leaf in leaves)
+    return ("rprop_secant" if len(leaves) == 1 and scalars else
+            "rprop" if scalars else "adam")
+
+
 def outer_optimizer(spec, learning_rate: float, learned: dict):
     """The outer optimizer and its initial state.
 
     ``spec`` is a name, ``"auto"`` or an ``optax.GradientTransformation``.
-    ``"auto"`` is rprop when every learned hyperparameter is a scalar: the
-    hypergradient is deterministic, and rprop's sign-based step sizes grow while
-    the sign holds (crossing orders of magnitude of ``alpha`` in a few steps)
-    and halve when it flips. With vectors of hyperparameters (one per feature or
-    per example), Adam: rprop's steps grow without regard to the gradient's size
+    ``"auto"``: for one scalar hyperparameter (``learn="alpha"``),
+    :func:`~skfarho.core.rprop_secant`: its step grows while the
+    hypergradient's sign holds (crossing orders of magnitude of ``alpha`` in a
+    few steps), then secant steps inside the bracket. For several scalars,
+    ``optax.rprop``: sign-based steps per entry, which tolerate coupled
+    entries (a per-entry secant does not: its bracket goes stale when another
+    entry moves). For vectors of hyperparameters (one per feature or per
+    example), Adam: rprop's steps grow without regard to the gradient's size
     and drive weakly determined entries to extremes.
 
     A named optimizer's state is built by an optimizer of the same structure
@@ -96,10 +113,7 @@ def outer_optimizer(spec, learning_rate: float, learned: dict):
     """
     if not isinstance(spec, str):
         return spec, spec.init(learned)
-    name = spec
-    if name == "auto":
-        scalars = all(np.ndim(leaf) == 0 for leaf in jax.tree_util.tree_leaves(learned))
-        name = "rprop" if scalars else "adam"
+    name = optimizer_name(spec, learned)
     dtype = jnp.asarray(jax.tree_util.tree_leaves(learned)[0]).dtype
     state = optax.inject_hyperparams(OUTER_OPTIMIZERS[name])(
         learning_rate=jnp.asarray(learning_rate, dtype)).init(learned)

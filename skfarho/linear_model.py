@@ -92,20 +92,24 @@ default="implicit"
     validation_fraction : float, default=0.25
         Fraction of the rows held out (stratified for classifiers) for the
         outer objective when ``cv`` is None and no ``X_val`` is given. When
-        that would hold out fewer than 100 rows, 5-fold CV is used instead
-        (a mean loss over fewer rows is too noisy to tune on).
+        that would hold out fewer than 500 rows, 5-fold CV is used instead
+        (the mean loss of fewer rows is too noisy to tune on; the folds are
+        solved together).
     cv : int, cross-validation generator or iterable, default=None
         If set, the outer objective is the mean validation loss over these
         folds, whose inner problems run ``vmap``-ed in one compiled program.
     outer_steps : int, default=50
         Budget of outer (hyperparameter) steps.
-    outer_optimizer : {"auto", "rprop", "adam", "sgd", "rmsprop"} or \
+    outer_optimizer : {"auto", "rprop_secant", "rprop", "adam", "sgd", \
+"rmsprop"} or \
 optax.GradientTransformation, default="auto"
         Optimizer of the hyperparameters, which live in log space (strengths),
-        logit space (weights, learning rate). ``"auto"``: rprop when every
-        learned hyperparameter is a scalar (its step sizes grow while the
-        hypergradient's sign holds, so ``alpha`` crosses orders of magnitude in
-        a few steps), Adam for per-feature or per-example hyperparameters.
+        logit space (weights, learning rate). ``"auto"``: for one scalar
+        (``alpha``), :func:`skfarho.core.rprop_secant` (its step grows while
+        the hypergradient's sign holds, so ``alpha`` crosses orders of
+        magnitude in a few steps, then secant steps inside the bracket); for
+        several scalars ``optax.rprop``; Adam for per-feature or per-example
+        hyperparameters.
     outer_learning_rate : float, default=0.2
         Step size (rprop: initial step size) of a named ``outer_optimizer``.
     tol : float, default=1e-4
@@ -113,7 +117,9 @@ optax.GradientTransformation, default="auto"
         as no improvement.
     n_iter_no_change : int, default=5
         Stop after this many outer steps without improvement; the
-        hyperparameters with the lowest validation loss are kept.
+        hyperparameters with the lowest validation loss are kept. With
+        ``rprop_secant`` (``"auto"`` for one scalar), the outer loop also
+        stops when a step would move it by less than 0.01 in log space.
     hyper_penalty : float, default=0.0
         Adds ``hyper_penalty * var(log alpha)`` to the outer objective: shrinks
         per-feature strengths toward their mean against validation overfitting.
@@ -129,7 +135,8 @@ optax.GradientTransformation, default="auto"
         curvature bound is loose) or 2 (ridge: the stability limit of gradient
         descent) times the automatic rate.
     inner_tol : float, default=1e-6
-        Final inner tolerance (gradient norm) of the implicit method.
+        Final inner tolerance (gradient norm) of the implicit method; for
+        ``HORidge``, in units of the standard deviation of ``y``.
     refit : bool, default=True
         Refit on all rows with the learned hyperparameters. Otherwise keep the
         model trained on the training split (averaged over folds).
@@ -259,6 +266,10 @@ class HORidge(RegressorMixin, _LinearModel, GradientHOEstimator):
     _sample_loss = staticmethod(squared_loss)
     _curvature = 1.0
     _n_outputs = 1
+
+    def _gradient_scale(self, data):
+        scale = float(np.std(data.y))
+        return scale if np.isfinite(scale) and scale > 0 else 1.0
 
     def _encode_targets(self, y, reset):
         y = np.asarray(y, dtype=np.float64)

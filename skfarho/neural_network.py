@@ -77,19 +77,20 @@ class HOMLPClassifier(HOClassifierMixin, GradientHOEstimator):
     validation_fraction : float, default=0.25
         Fraction of the rows held out (stratified) for the outer objective when
         ``cv`` is None and no ``X_val`` is given. When that would hold out
-        fewer than 100 rows, 5-fold CV is used instead (a mean loss over fewer
+        fewer than 500 rows, 5-fold CV is used instead (the mean loss of fewer
         rows is too noisy to tune on).
     cv : int, cross-validation generator or iterable, default=None
         If set, the outer objective is the mean validation loss over these
         folds, trained ``vmap``-ed in one compiled program.
     outer_steps : int, default=50
         Budget of outer (hyperparameter) steps.
-    outer_optimizer : {"auto", "rprop", "adam", "sgd", "rmsprop"} or \
+    outer_optimizer : {"auto", "rprop_secant", "rprop", "adam", "sgd", \
+"rmsprop"} or \
 optax.GradientTransformation, default="auto"
         Optimizer of the hyperparameters (log space for weight decays, logit
         space for example weights, the learning rate and the momentum).
-        ``"auto"``: rprop when every learned hyperparameter is a scalar, Adam
-        for per-feature or per-example ones.
+        ``"auto"``: :func:`skfarho.core.rprop_secant` for one scalar,
+        ``optax.rprop`` for several, Adam for per-feature or per-example ones.
     outer_learning_rate : float, default=0.2
         Step size (rprop: initial step size) of a named ``outer_optimizer``.
     tol : float, default=1e-4
@@ -97,7 +98,9 @@ optax.GradientTransformation, default="auto"
         counts as no improvement.
     n_iter_no_change : int, default=5
         Stop after this many outer steps without improvement; the
-        hyperparameters with the lowest validation loss are kept.
+        hyperparameters with the lowest validation loss are kept. With
+        ``rprop_secant`` (``"auto"`` for one scalar), the outer loop also
+        stops when a step would move it by less than 0.01 in log space.
     hyper_penalty : float, default=0.0
         Adds ``hyper_penalty * var(log alpha)`` to the outer objective.
     inner_steps : int, default=200

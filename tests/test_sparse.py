@@ -12,7 +12,7 @@ from skfarho._objective import Validation
 from skfarho._problem import model_problem
 from skfarho.core import Implicit, float64_scope
 from skfarho.core.models import binary_log_loss, linear_model
-from skfarho.core.sparse import SparseMatrix
+from skfarho.core.sparse import SparseMatrix, _chunk_size
 
 
 def _matrix(rng, n=13, d=7, density=0.3):
@@ -60,6 +60,65 @@ def test_gradients_and_hessian_products_equal_dense(rng):
         cross = [jax.grad(lambda u, X_=X_: jnp.sum(jax.grad(loss)(w, X_) * u))(v)
                  for X_ in (A, dense)]
         np.testing.assert_allclose(*cross, atol=1e-14)
+
+
+def test_chunked_products_gradients_and_vmap_equal_dense(rng):
+    """Matrices of more than 4096 stored entries multiply by chunks (a scan):
+    products, gradients, Hessian-vector products, data tangents and vmap over
+    stacked folds equal the dense ones."""
+    X = _matrix(rng, n=150, d=200, density=0.25)  # 7500 entries
+    nnz = 3 * 2**12
+    assert _chunk_size(nnz) == 2**12 and _chunk_size(X.nnz + 7) is None
+    A = SparseMatrix.from_scipy(X, shape=(160, 200), nnz=nnz)
+    dense = np.vstack([X.toarray(), np.zeros((10, 200))])
+    y = (rng.random(160) < 0.5).astype(float)
+    v, V, r = rng.normal(size=200), rng.normal(size=(200, 3)), rng.normal(size=160)
+
+    def loss(w, X_):
+        z = X_ @ w
+        return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.1 * jnp.sum(w**2)
+
+    with float64_scope():
+        D = jnp.asarray(dense)
+        for got, want in ((A @ v, dense @ v), (A @ V, dense @ V), (r @ A, r @ dense),
+                          (jax.grad(loss)(v, A), jax.grad(loss)(v, D))):
+            np.testing.assert_allclose(got, want, atol=1e-12)
+        hvp = [jax.jit(lambda w, u, X_: jax.jvp(lambda w: jax.grad(loss)(w, X_),
+                                                 (w,), (u,))[1])(v, V[:, 0], X_)
+               for X_ in (A, D)]
+        np.testing.assert_allclose(*hvp, atol=1e-12)
+
+        def scaled(data):  # the product is linear in the stored values too
+            return SparseMatrix(data, A.row, A.col, A.shape, False) @ v
+
+        data = jnp.asarray(A.data)
+        np.testing.assert_allclose(jax.jvp(scaled, (data,), (2.0 * data,))[1],
+                                   2.0 * dense @ v, atol=1e-12)
+        stacked = SparseMatrix.stack([A, SparseMatrix.from_scipy(
+            X[::-1], shape=(160, 200), nnz=nnz)])
+        out = jax.vmap(lambda B, w: jax.grad(loss)(w, B))(stacked, V[:, :2].T)
+    for k, matrix in enumerate((dense, dense[np.r_[np.arange(149, -1, -1), 150:160]])):
+        with float64_scope():
+            np.testing.assert_allclose(
+                out[k], jax.grad(loss)(V[:, k], jnp.asarray(matrix)), atol=1e-12)
+
+
+def test_entries_are_position_major_with_spread_padding(rng):
+    """from_scipy stores the k-th entry of every row (rows ascending) before any
+    (k+1)-th one; padding entries are zeros spread over all rows and columns."""
+    X = _matrix(rng, n=30, d=20, density=0.3)
+    A = SparseMatrix.from_scipy(X, shape=(32, 20), nnz=X.nnz + 40)
+    row, col, data = (np.asarray(a) for a in (A.row, A.col, A.data))
+    counts, positions = np.zeros(32, int), []
+    for r in row[: X.nnz]:
+        positions.append(counts[r])
+        counts[r] += 1
+    keys = np.array(positions) * 32 + row[: X.nnz]  # (position, row)
+    assert np.all(np.diff(keys) > 0)
+    np.testing.assert_array_equal(counts[:30], np.diff(X.indptr))
+    assert np.all(data[X.nnz:] == 0)
+    assert len(set(row[X.nnz:])) == 32 and len(set(col[X.nnz:])) == 20
+    np.testing.assert_array_equal(A.to_scipy().toarray()[:30], X.toarray())
 
 
 def test_stacked_matrices_vmap_per_fold(rng):

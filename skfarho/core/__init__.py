@@ -20,6 +20,7 @@ from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparam
 from skfarho.core.precision import float64_scope
 from skfarho.core.problem import BilevelProblem, HypergradResult
 from skfarho.core.reverse import Reverse
+from skfarho.core.rprop import rprop_secant
 from skfarho.core.sharding import data_parallel, row_mesh, shard_rows
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "lbfgs_minimize",
     "minimize_hyperparameters",
     "row_mesh",
+    "rprop_secant",
     "shard_rows",
     "tolerance_schedule",
 ]

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from skfarho.core.host_implicit import host_call_batch
+from skfarho.core.implicit import Implicit
 from skfarho.core.problem import HypergradResult
 
 PyTree = Any
@@ -27,9 +29,11 @@ class Batched:
     ----------
     method : HypergradientMethod
         Any hypergradient method (:class:`Reverse`, :class:`Forward`,
-        :class:`Implicit`, ...). A traceable one is ``vmap``-ped; a host-side one
-        (``Implicit(inner_solver="scipy")``) runs in a Python loop over the
-        batch, with NumPy results.
+        :class:`Implicit`, ...). A traceable one is ``vmap``-ped. The host-side
+        ``Implicit(inner_solver="scipy")`` solves the whole batch in one SciPy
+        run over ``vmap``-ped programs
+        (:func:`~skfarho.core.host_implicit.host_call_batch`); other host-side
+        methods run in a Python loop over the batch. Results are NumPy then.
 
     Examples
     --------
@@ -60,6 +64,13 @@ class Batched:
         return self.method.divergence_hint
 
 
+    def _solves_batch_on_host(self, inner_data) -> bool:
+        """The host-side implicit method on more than one problem: one joint
+        solve (:func:`~skfarho.core.host_implicit.host_call_batch`)."""
+        leaves = jax.tree_util.tree_leaves(inner_data)
+        return (isinstance(self.method, Implicit) and not self.traceable
+                and bool(leaves) and len(leaves[0]) > 1)
+
     def _map(self, fun, *batched):
         if self.traceable:
             return jax.vmap(fun)(*batched)
@@ -84,7 +95,11 @@ class Batched:
         def one(inner, outer, warm):
             return self.method(problem, hparams, inner, outer, warm, tol, fixed)
 
-        results = self._map(one, inner_data, outer_data, warm_start)
+        if self._solves_batch_on_host(inner_data):
+            results = host_call_batch(self.method, problem, hparams, inner_data,
+                                      outer_data, warm_start, tol, fixed)
+        else:
+            results = self._map(one, inner_data, outer_data, warm_start)
         xp = jnp if self.traceable else np
         mean = jax.tree_util.tree_map(lambda leaf: xp.mean(leaf, axis=0), results.grad)
         return HypergradResult(

@@ -16,6 +16,7 @@ step; the tolerance is tightened across outer steps by a schedule.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import functools
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class Implicit:
                                   fixed)
         adjoint = (jax.tree_util.tree_map(np.zeros_like, params)
                    if warm_start is None else warm_start.adjoint)
-        concurrent.futures.wait([compiled])  # a failed warm-up compiles below
+        wait_compiled(compiled)  # a failed warm-up compiles below
         value, grad, adjoint = jax.tree_util.tree_map(np.asarray, program(
             params, adjoint, tol, hparams, fixed, inner_data, outer_data))
         finite = all(np.all(np.isfinite(leaf)) for leaf in
@@ -231,6 +232,30 @@ def compile_in_background(program, args) -> concurrent.futures.Future:
     >>> program(jnp.zeros((3, 3))).shape  # no compilation left
     (3, 3)
     """
+    return _request(program, args, _BACKGROUND.submit)
+
+
+def compile_when_idle(program, args) -> concurrent.futures.Future:
+    """Like :func:`compile_in_background`, but queued for the next idle wait.
+
+    The compilation runs on the thread that next calls :func:`wait_compiled`
+    while the program it waits for is still compiling (the host-side implicit
+    method waits so for its hypergradient program at the first outer step):
+    work for a core that would otherwise idle, without delaying the programs on
+    the critical path. If no wait comes, ``program`` compiles when first called,
+    as usual. The latest request runs first; at most 8 are kept.
+    """
+    return _request(program, args, _defer)
+
+
+def wait_compiled(future: concurrent.futures.Future) -> None:
+    """Wait for ``future``, running :func:`compile_when_idle`'s queue meanwhile."""
+    while not future.done() and _DEFERRED:
+        _DEFERRED.pop()()  # the latest request first
+    concurrent.futures.wait([future])
+
+
+def _request(program, args, start):
     leaves, treedef = jax.tree_util.tree_flatten(args)
     signature = (program, treedef, tuple(
         (np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves))
@@ -242,9 +267,28 @@ def compile_in_background(program, args) -> concurrent.futures.Future:
             with jax.enable_x64(x64):
                 program.lower(*args).compile()
 
-        future = _COMPILING.setdefault(signature, _BACKGROUND.submit(compile_program))
+        future = _COMPILING.setdefault(signature, start(compile_program))
         while len(_COMPILING) > _MAX_COMPILING:  # forget the oldest (insertion order)
             _COMPILING.pop(next(iter(_COMPILING)))
+    return future
+
+
+_DEFERRED: collections.deque = collections.deque(maxlen=8)
+
+
+def _defer(work) -> concurrent.futures.Future:
+    future = concurrent.futures.Future()
+
+    def run():
+        if future.set_running_or_notify_cancel():
+            try:
+                work()
+            except Exception as error:  # the program compiles when called
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+
+    _DEFERRED.append(run)
     return future
 
 

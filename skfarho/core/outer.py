@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from skfarho.core.implicit import Implicit
+from skfarho.core.implicit import Implicit, compile_when_idle
 from skfarho.core.method import HypergradientMethod
 
 PyTree = Any
@@ -39,8 +39,8 @@ class OuterResult(NamedTuple):
     n_steps : int
         Outer steps taken.
     converged : bool
-        True when the loop stopped on the gradient tolerance, early stopping or
-        the callback, False when it ran out of steps.
+        True when the loop stopped on the gradient or step tolerance, early
+        stopping or the callback, False when it ran out of steps.
     """
 
     hparams: PyTree
@@ -123,6 +123,13 @@ def _host_outer_step(problem, method, optimizer, project):
     return step
 
 
+def _largest_change(before, after):
+    return max((float(np.max(np.abs(np.asarray(b) - np.asarray(a)), initial=0.0))
+                for a, b in zip(jax.tree_util.tree_leaves(before),
+                                jax.tree_util.tree_leaves(after), strict=True)),
+               default=0.0)
+
+
 def _to_numpy(tree):
     return jax.tree_util.tree_map(np.asarray, tree)
 
@@ -138,6 +145,7 @@ def minimize_hyperparameters(
     num_steps: int = 50,
     tol_schedule: Callable[[int], float] | None = None,
     grad_tol: float = 0.0,
+    step_tol: float = 0.0,
     patience: int | None = None,
     min_delta: float = 1e-4,
     project: Callable[[PyTree], PyTree] | None = None,
@@ -170,6 +178,9 @@ def minimize_hyperparameters(
         (see :func:`~skfarho.core.tolerance_schedule`); None: the method's own.
     grad_tol : float, default=0.0
         Stop when the hypergradient norm falls below it.
+    step_tol : float, default=0.0
+        Stop when no hyperparameter would move by more than ``step_tol`` (the
+        largest absolute entry of the optimizer's update), as SciPy's ``xtol``.
     patience : int, optional
         Stop after ``patience`` steps without a relative improvement of at least
         ``min_delta`` of the best outer objective.
@@ -212,6 +223,9 @@ def minimize_hyperparameters(
                                      hparams)
     opt_state = optimizer.init(hparams) if opt_state is None else opt_state
     fixed = {} if fixed is None else fixed
+    if not method.traceable:  # compiles while the first step waits for its own
+        compile_when_idle(compiled_update(optimizer, project),
+                          (hparams, opt_state, hparams))
     warm_start = method.init_warm_start(problem, hparams, inner_data, fixed)
     history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
     best = (np.inf, hparams, None)
@@ -235,6 +249,8 @@ def minimize_hyperparameters(
         else:
             since_best += 1
         stop = callback is not None and bool(callback(k, hparams, result))
+        if step_tol > 0 and _largest_change(hparams, new_hparams) <= step_tol:
+            stop = True
         if stop or grad_norm <= grad_tol or (patience and since_best >= patience):
             converged = True
             break
