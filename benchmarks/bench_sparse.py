@@ -15,17 +15,19 @@ loky start-up included), the peak resident memory of that process
 processes and not counted) and the test log-loss:
 
 - ``ho-alpha``: ``HOLogisticRegression(learn="alpha", objective="validation")``;
-- ``ho-feature_alpha``: the same with ``learn="feature_alpha"`` (one strength
-  per word);
+- ``ho-feature_alpha``: ``HOLogisticRegression(learn="feature_alpha")`` (one
+  strength per word, the default objective: on sparse input the evidence
+  recipe with a diagonal posterior, :mod:`skfarho._relevance_sparse`);
 - ``lrcv``: ``LogisticRegressionCV(Cs=30, cv=5, n_jobs=-1)``;
 - ``grid``: ``GridSearchCV(LogisticRegression(), 30 C in [1e-4, 1e4], cv=5,
   n_jobs=-1, scoring="neg_log_loss")``;
 - ``grid-l1``: the same grid over ``LogisticRegression(penalty="l1",
   solver="liblinear")``, the reference for ``ho-feature_alpha``.
 
-The table gives, per size, time, peak memory, test log-loss, the time ratio to
-``grid`` and the loss gap to ``grid``; and per method how time grows with the
-number of stored entries (``nnz`` ratio against time ratio between sizes).
+The table gives, per size and data seed (``--seeds``), time, peak memory, test
+log-loss, the time ratio to ``grid`` and the loss gap to ``grid``; and per
+method how time grows with the number of stored entries (``nnz`` ratio against
+time ratio between sizes).
 
 ``OPENBLAS_NUM_THREADS=1`` (``--threads``, default 1) is set in every child:
 the sparse fits use no BLAS to speak of, and on a shared or small machine a
@@ -36,6 +38,7 @@ Usage::
     python benchmarks/bench_sparse.py                         # 3k x 15k, 12k x 60k
     python benchmarks/bench_sparse.py --large                 # and 48k x 240k
     python benchmarks/bench_sparse.py --sizes 3000x15000 --methods ho-alpha grid
+    python benchmarks/bench_sparse.py --sizes 3000x15000 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def make_text_data(n, d, seed=SEED, tokens=100, zipf=1.1, informative=0.02):
     return X[:n], y[:n], X[n:], y[n:]
 
 
-def build(method, extra_params):
+def build(method, extra_params, seed=SEED):
     """The (unfitted) estimator of ``method``."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GridSearchCV
@@ -98,8 +101,9 @@ def build(method, extra_params):
     if method.startswith("ho-"):
         from skfarho import HOLogisticRegression
 
-        return HOLogisticRegression(learn=method[3:], objective="validation",
-                                    random_state=SEED, **extra_params)
+        objective = "auto" if method == "ho-feature_alpha" else "validation"
+        return HOLogisticRegression(learn=method[3:], objective=objective,
+                                    random_state=seed, **extra_params)
     if method == "lrcv":
         return LogisticRegressionCV(Cs=30, cv=5, n_jobs=-1, max_iter=1000)
     base = (LogisticRegression(max_iter=1000) if method == "grid" else
@@ -120,7 +124,7 @@ def child(spec):
     y, y_test = loaded["y"], loaded["y_test"]
     result = {"method": spec["method"], "n": X.shape[0], "d": X.shape[1],
               "nnz": int(X.nnz)}
-    model = build(spec["method"], spec["extra_params"])
+    model = build(spec["method"], spec["extra_params"], spec.get("seed", SEED))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -153,35 +157,39 @@ def summarize(runs):
             for key in ("seconds", "peak_rss_mb", "test_log_loss", "test_accuracy")}
 
 
-def markdown(rows, sizes):
-    """Per size: time, memory, loss and the ratios to ``grid``."""
-    lines = ["| size (n x d, nnz) | method | time (s) | peak RSS (MB) | test log-loss "
-             "| time / grid | loss - grid |", "|---|---|---|---|---|---|---|"]
-    for size in sizes:
-        here = {row["method"]: row for row in rows if row["size"] == size}
+def markdown(rows, sizes, seeds=(SEED,)):
+    """Per size and seed: time, memory, loss and the ratios to ``grid``."""
+    lines = ["| size (n x d, nnz) | seed | method | time (s) | peak RSS (MB) "
+             "| test log-loss | time / grid | loss - grid |",
+             "|---|---|---|---|---|---|---|---|"]
+    for size, seed in ((size, seed) for size in sizes for seed in seeds):
+        here = {row["method"]: row for row in rows
+                if row["size"] == size and row.get("seed", SEED) == seed}
         grid = here.get("grid", {}).get("summary", {})
         for method, row in here.items():
             s = row["summary"]
             if "error" in s:
-                lines.append(f"| {size} | {method} | error: {s['error'][:80]} "
-                             "| | | | |")
+                lines.append(f"| {size} | {seed} | {method} | error: "
+                             f"{s['error'][:80]} | | | | |")
                 continue
             ratio = (f"{s['seconds'] / grid['seconds']:.2f}"
                      if "seconds" in grid else "")
             gap = (f"{s['test_log_loss'] - grid['test_log_loss']:+.4f}"
                    if "test_log_loss" in grid else "")
-            lines.append(f"| {size}, {row['nnz']} | {method} | {s['seconds']:.1f} | "
-                         f"{s['peak_rss_mb']:.0f} | {s['test_log_loss']:.4f} | "
-                         f"{ratio} | {gap} |")
+            lines.append(f"| {size}, {row['nnz']} | {seed} | {method} | "
+                         f"{s['seconds']:.1f} | {s['peak_rss_mb']:.0f} | "
+                         f"{s['test_log_loss']:.4f} | {ratio} | {gap} |")
     return "\n".join(lines)
 
 
 def scaling(rows, sizes):
-    """Per method, time ratio against nnz ratio between consecutive sizes."""
+    """Per method, time ratio against nnz ratio between consecutive sizes (the
+    first seed's rows)."""
+    first = min((row.get("seed", SEED) for row in rows), default=SEED)
     out = {}
     for method in {row["method"] for row in rows}:
         mine = [row for row in rows if row["method"] == method
-                and "seconds" in row["summary"]]
+                and row.get("seed", SEED) == first and "seconds" in row["summary"]]
         mine.sort(key=lambda row: row["nnz"])
         out[method] = [{"from": a["size"], "to": b["size"],
                         "nnz_ratio": b["nnz"] / a["nnz"],
@@ -196,6 +204,9 @@ def parse_args(argv=None):
                         help="sizes as NxD (default 3000x15000 12000x60000)")
     parser.add_argument("--large", action="store_true", help="add 48000x240000")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[SEED],
+                        help="data seeds (and the estimators' random_state); "
+                        "each seed is a row of its own")
     parser.add_argument("--repeats", type=int, default=1,
                         help="fresh processes per (size, method); medians reported")
     parser.add_argument("--threads", type=int, default=1,
@@ -223,25 +234,27 @@ def main(argv=None):
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for size in args.sizes:
+        for size, seed in ((size, seed) for size in args.sizes
+                           for seed in args.seeds):
             n, d = (int(part) for part in size.split("x"))
-            X, y, X_test, y_test = make_text_data(n, d)
-            path = str(Path(folder) / size)
+            X, y, X_test, y_test = make_text_data(n, d, seed)
+            path = str(Path(folder) / f"{size}-{seed}")
             sp.save_npz(path + "_X.npz", X)
             sp.save_npz(path + "_X_test.npz", X_test)
             np.savez(path + ".npz", y=y, y_test=y_test)
-            print(f"{size}: nnz {X.nnz} ({X.nnz / n:.0f} a row), positive rate "
-                  f"{y.mean():.2f}", flush=True)
+            print(f"{size} seed {seed}: nnz {X.nnz} ({X.nnz / n:.0f} a row), "
+                  f"positive rate {y.mean():.2f}", flush=True)
             for method in args.methods:
-                spec = {"path": path, "method": method,
+                spec = {"path": path, "method": method, "seed": seed,
                         "extra_params": args.extra_params}
                 runs = [run_child(spec, args.timeout, args.threads)
                         for _ in range(args.repeats)]
-                row = {"size": size, "method": method, "nnz": int(X.nnz),
+                row = {"size": size, "seed": seed, "method": method,
+                       "nnz": int(X.nnz),
                        "runs": runs, "summary": summarize(runs)}
                 rows.append(row)
                 print(f"  {method}: {row['summary']}", flush=True)
-    table = markdown(rows, args.sizes)
+    table = markdown(rows, args.sizes, args.seeds)
     print(table)
     report = {"machine": machine_info(), "args": {**vars(args),
                                                   "output": str(args.output)},

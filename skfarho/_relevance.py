@@ -1,7 +1,10 @@
 """Per-feature L2 strengths by the evidence, one global setting by K-fold CV.
 
 The default of ``learn="feature_alpha"`` (``objective="auto"`` or
-``"evidence"``) for the linear models. On ``cv`` folds of the training rows:
+``"evidence"``) for the linear models on dense ``X`` with at most
+:data:`~skfarho.core.evidence.MAX_PARAMS` coefficients (sparse or wider ``X``:
+the same recipe on a diagonal posterior, :mod:`skfarho._relevance_sparse`). On
+``cv`` folds of the training rows:
 
 1. **one strength**: a path of ``log_alpha`` from 8 down to -8 by 0.5 (warm
    starts, strong to weak), each fold's path stopped 3 values past its
@@ -76,7 +79,8 @@ class FeatureStrengths(NamedTuple):
     log_noise_precision : float or None
         Squared loss: the learned noise precision's log.
     setting : str
-        ``"single"``, ``"ard"`` or ``"tau=<t>"``.
+        ``"single"``, ``"ard"`` or ``"tau=<t>"`` (the diagonal recipe:
+        ``"ard@<steps>"`` or ``"ard@<steps>,tau=<t>"``).
     cv_loss : dict
         Candidate name -> per-fold held-out losses.
     path : dict

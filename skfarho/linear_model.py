@@ -69,8 +69,11 @@ _PARAMETERS_DOC = """
         with weak features dropped (``alpha_`` is ``inf`` there) and one
         strength for all; see
         ``setting_`` and ``cv_results_``. Costs a dense Hessian per
-        evaluation, ``O(n p^2 + p^3)`` for ``p`` coefficients; refuses more
-        than 4096 (see :mod:`skfarho.core.evidence`). ``"auto"``: that recipe
+        evaluation, ``O(n p^2 + p^3)`` for ``p`` coefficients, up to 4096
+        (see :mod:`skfarho.core.evidence`); on sparse or wider ``X`` the
+        recipe uses the diagonal of the Hessian instead (MacKay's fixed point,
+        memory ``O(nnz)``: :mod:`skfarho._relevance_sparse`), and other
+        ``learn`` values refuse them. ``"auto"``: that recipe
         for ``learn="feature_alpha"`` with the implicit method and no
         ``X_val``, ``"validation"`` otherwise.
     hypergradient : {"implicit", "reverse", "forward", "rtho", "trho"}, \

@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
@@ -150,3 +151,176 @@ def test_folds_follow_the_smallest_class():
     y[0] = 1
     with pytest.raises(ValueError, match="at least 2 rows of every class"):
         HOLogisticRegression(learn=("feature_alpha",)).fit(X, y)
+
+
+# ---- sparse or wide input: the diagonal recipe (skfarho._relevance_sparse) ----
+
+def _text_like(seed, n=600, d=3000, informative=40):
+    """CSR rows of ~30 non-zeros (unit norm); labels from a logistic model on
+    ``informative`` of the 500 most frequent columns."""
+    rng = np.random.default_rng(seed)
+    frequency = 1.0 / np.arange(1, d + 1) ** 0.8
+    rows = np.repeat(np.arange(2 * n), 30)
+    columns = rng.choice(d, size=len(rows), p=frequency / frequency.sum())
+    X = sp.csr_matrix((np.ones(len(rows)), (rows, columns)), shape=(2 * n, d))
+    X.sum_duplicates()
+    X = sp.csr_matrix(sp.diags(1.0 / np.sqrt(X.multiply(X).sum(axis=1).A1)) @ X)
+    coef = np.zeros(d)
+    coef[rng.choice(500, informative, replace=False)] = rng.normal(0, 8, informative)
+    logits = X @ coef
+    y = (rng.random(2 * n) < 1 / (1 + np.exp(-(logits - np.median(logits))))) * 1
+    return X[:n], X[n:], y[:n], y[n:]
+
+
+@pytest.fixture(scope="module")
+def text_like():
+    return _text_like(0)
+
+
+@pytest.fixture(scope="module")
+def sparse_recipe_fit(text_like):
+    X, _, y, _ = text_like
+    return HOLogisticRegression(learn="feature_alpha", random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_input_not_worse_than_one_strength(text_like, sparse_recipe_fit, seed):
+    """On CSR input the recipe runs (not the holdout-trained strengths) and its
+    test loss is at most a hair above one strength's, below it where the truth
+    is sparse."""
+    X, X_test, y, y_test = text_like if seed == 0 else _text_like(seed)
+    model = (sparse_recipe_fit if seed == 0 else
+             HOLogisticRegression(learn="feature_alpha", random_state=0).fit(X, y))
+    one = HOLogisticRegression(learn="alpha", random_state=0).fit(X, y)
+    ours = log_loss(y_test, model.predict_proba(X_test))
+    assert ours < log_loss(y_test, one.predict_proba(X_test)) + 0.005
+    grid = LogisticRegressionCV(Cs=np.logspace(-2, 3, 11), cv=5,
+                                scoring="neg_log_loss").fit(X, y)
+    assert ours < log_loss(y_test, grid.predict_proba(X_test)) + 0.005
+
+
+def test_sparse_fitted_attributes_and_optimality(text_like, sparse_recipe_fit):
+    """alpha_ is inf exactly for dropped features (coefficient 0); the model is
+    the minimizer of the estimators' inner loss at those strengths."""
+    import jax
+    import jax.numpy as jnp
+
+    from skfarho._problem import regularized_loss
+    from skfarho.core import float64_scope
+    from skfarho.core.models import binary_log_loss, linear_model
+
+    X, _, y, _ = text_like
+    model = sparse_recipe_fit
+    d = X.shape[1]
+    assert model.alpha_.shape == (d,) and model.alpha_.min() > 0
+    assert set(model.cv_results_) == {"setting", "mean_test_loss", "std_test_loss"}
+    assert model.setting_ in model.cv_results_["setting"]
+    assert model.cv_results_["setting"][0] == "single"
+    kept = np.isfinite(model.alpha_)
+    np.testing.assert_array_equal(model.coef_[0, ~kept], 0.0)
+    assert model.n_iter_ == len(model.objective_curve_)
+    if model.setting_ != "single":
+        assert model.hyperparameter_path_["alpha"].shape == (model.n_iter_, d)
+    else:
+        assert np.ptp(model.alpha_) == 0
+    params = {"coef": jnp.asarray(model.coef_[0, kept]),
+              "intercept": jnp.asarray(model.intercept_[0])}
+    inner = regularized_loss(linear_model(binary_log_loss))
+    with float64_scope():
+        hparams = {"log_alpha": jnp.log(jnp.asarray(model.alpha_[kept]))}
+        grad = jax.grad(inner)(params, hparams, jnp.asarray(X[:, kept].toarray()),
+                               jnp.asarray(y, jnp.float64), jnp.ones(len(y)),
+                               jnp.arange(len(y)))
+    assert max(float(jnp.abs(g).max()) for g in jax.tree_util.tree_leaves(grad)) \
+        < 1e-6
+
+
+def test_sparse_input_is_never_densified(text_like, monkeypatch):
+    X, _, y, _ = text_like
+    X, y = X[:300, :1500], y[:300]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a dense copy of X was made")
+
+    for name in ("toarray", "todense"):
+        for cls in (sp.csr_matrix, sp.csc_matrix, sp.coo_matrix):
+            monkeypatch.setattr(cls, name, refuse)
+    model = HOLogisticRegression(learn="feature_alpha", random_state=0,
+                                 cv=3).fit(X, y)
+    assert hasattr(model, "setting_")
+
+
+def test_wide_dense_input_equals_csr(text_like, monkeypatch):
+    """Dense X past MAX_PARAMS coefficients runs the same diagonal recipe as
+    its CSR copy, with the same result."""
+    import skfarho._base
+
+    X, _, y, _ = text_like
+    X, y = X[:200, :600], y[:200]
+    monkeypatch.setattr(skfarho._base, "MAX_PARAMS", 500)
+    options = dict(learn="feature_alpha", random_state=0, cv=3)
+    sparse = HOLogisticRegression(**options).fit(X, y)
+    dense = HOLogisticRegression(**options).fit(X.toarray(), y)
+    assert dense.setting_ == sparse.setting_
+    np.testing.assert_array_equal(dense.alpha_, sparse.alpha_)
+    np.testing.assert_allclose(dense.coef_, sparse.coef_, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", ["binary", "multinomial", "squared"])
+def test_diagonal_curvature_is_the_hessians(loss):
+    """H_jj of the diagonal recipe: the exact Hessian's diagonal (JAX)."""
+    import jax
+    import jax.numpy as jnp
+
+    from skfarho._relevance_sparse import _Glm
+    from skfarho.core import float64_scope
+    from skfarho.core.models import (
+        binary_log_loss,
+        multinomial_log_loss,
+        squared_loss,
+    )
+
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 7, 0.4, "csr", random_state=1)
+    function, K = {"binary": (binary_log_loss, 1),
+                   "multinomial": (multinomial_log_loss, 3),
+                   "squared": (squared_loss, 1)}[loss]
+    y = rng.integers(0, 3, 40) if K > 1 else rng.integers(0, 2, 40) * 1.0
+    glm = _Glm(X, y, function, K, True)
+    theta, log_alpha = rng.normal(size=7 * K + K), rng.normal(size=7)
+    H, data_term, _ = glm.curvature(theta, log_alpha)
+
+    def total(coef):
+        scores = jnp.asarray(X.toarray()) @ coef.reshape(7, K).squeeze() + \
+            theta[7 * K:].squeeze()
+        penalty = 0.5 * jnp.sum(jnp.exp(log_alpha)[:, None]
+                                * coef.reshape(7, K) ** 2)
+        return jnp.sum(function(scores, jnp.asarray(y))) + penalty
+
+    with float64_scope():
+        hessian = jax.hessian(total)(jnp.asarray(theta[:7 * K]))
+        value = float(total(jnp.asarray(theta[:7 * K])))
+    np.testing.assert_allclose(H.ravel(), np.diag(hessian), rtol=1e-10)
+    penalty = 0.5 * np.sum(np.exp(log_alpha)[:, None] * theta[:7 * K].reshape(7, K)
+                           ** 2)
+    assert data_term == pytest.approx(value - penalty, rel=1e-10)
+
+
+def test_sparse_multiclass_and_ridge(text_like):
+    X, X_test, y, y_test = text_like
+    X, X_test = X[:, :1000], X_test[:, :1000]
+    scores = X @ np.random.default_rng(0).normal(size=1000)
+    labels = np.digitize(scores, np.quantile(scores, [1 / 3, 2 / 3]))
+    model = HOLogisticRegression(learn="feature_alpha", random_state=0,
+                                 cv=3).fit(X, labels)
+    assert model.coef_.shape == (3, 1000) and model.alpha_.shape == (1000,)
+    assert model.score(X, labels) > 0.9
+    target = X @ np.r_[np.ones(20), np.zeros(980)] * 5 + 0.1 * \
+        np.random.default_rng(0).normal(size=X.shape[0])
+    ridge = HORidge(learn="feature_alpha", random_state=0, cv=3).fit(X, target)
+    assert ridge.noise_precision_ > 0 and np.isfinite(ridge.coef_).all()
+    one = HORidge(learn="alpha", random_state=0, cv=3).fit(X, target)
+    test_target = X_test @ np.r_[np.ones(20), np.zeros(980)] * 5
+    # the truth is on 20 of the 1000 columns: far below one strength
+    assert mean_squared_error(test_target, ridge.predict(X_test)) < \
+        0.5 * mean_squared_error(test_target, one.predict(X_test))
