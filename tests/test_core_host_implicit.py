@@ -175,3 +175,24 @@ def test_plain_cg_equals_differentiable_cg(rng):
     exact = np.linalg.solve(matrix, flat_b)
     np.testing.assert_allclose(jax.flatten_util.ravel_pytree(plain)[0], exact,
                                rtol=1e-9)
+
+
+def test_idle_compiles_run_while_waiting_and_are_dropped_otherwise():
+    """compile_when_idle: run by the next wait_compiled that has to wait (the
+    latest request first), dropped by one that has nothing to wait for."""
+    import concurrent.futures
+    import threading
+
+    from skfarho.core import implicit
+
+    compiling = concurrent.futures.Future()  # a program still compiling
+    first = implicit.compile_when_idle(jax.jit(lambda x: x + 1.0), (jnp.ones(3),))
+    latest = implicit.compile_when_idle(jax.jit(lambda x: x * 2.0), (jnp.ones(4),))
+    assert not first.done() and not latest.done()
+    threading.Timer(0.5, compiling.set_result, (None,)).start()
+    implicit.wait_compiled(compiling)
+    assert latest.done() and latest.exception() is None
+    assert compiling.done() and not implicit._DEFERRED
+    stale = implicit.compile_when_idle(jax.jit(lambda x: x - 1.0), (jnp.ones(5),))
+    implicit.wait_compiled(compiling)  # nothing to wait for: the queue is dropped
+    assert not stale.done() and not implicit._DEFERRED

@@ -63,7 +63,6 @@ class Batched:
         """The wrapped method's."""
         return self.method.divergence_hint
 
-
     def _solves_batch_on_host(self, inner_data) -> bool:
         """The host-side implicit method on more than one problem: one joint
         solve (:func:`~skfarho.core.host_implicit.host_call_batch`)."""

@@ -114,7 +114,8 @@ def host_call_batch(method: Implicit, problem, hparams, inner_data, outer_data,
         return np.sum(np.asarray(values)), grads
 
     params = scipy_lbfgs_minimize(summed, warm_start.params, tol,
-                                  method.max_inner_iter, grad_norm=_largest_norm)
+                                  method.max_inner_iter, grad_norm=_largest_norm,
+                                  ftol=0.0)
     wait_compiled(compiled)  # a failed warm-up compiles below
     value, grad, adjoint = jax.tree_util.tree_map(np.asarray, hypergradient(
         params, warm_start.adjoint, tol, hparams, fixed, inner_data, outer_data))

@@ -243,15 +243,22 @@ def compile_when_idle(program, args) -> concurrent.futures.Future:
     method waits so for its hypergradient program at the first outer step):
     work for a core that would otherwise idle, without delaying the programs on
     the critical path. If no wait comes, ``program`` compiles when first called,
-    as usual. The latest request runs first; at most 8 are kept.
+    as usual (requests still queued when a wait finds nothing to wait for are
+    dropped). The latest request runs first; at most 8 are kept.
     """
     return _request(program, args, _defer)
 
 
 def wait_compiled(future: concurrent.futures.Future) -> None:
-    """Wait for ``future``, running :func:`compile_when_idle`'s queue meanwhile."""
+    """Wait for ``future``, running :func:`compile_when_idle`'s queue meanwhile.
+
+    When ``future`` is already done (nothing to wait for: a warm process), the
+    queued requests are dropped, so that none keeps its arguments alive; their
+    programs compile when first called.
+    """
     while not future.done() and _DEFERRED:
         _DEFERRED.pop()()  # the latest request first
+    _DEFERRED.clear()
     concurrent.futures.wait([future])
 
 

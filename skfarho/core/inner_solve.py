@@ -114,6 +114,7 @@ def scipy_lbfgs_minimize(
     maxiter: int = 1000,
     memory_size: int = 30,
     grad_norm: Callable[[PyTree], float] | None = None,
+    ftol: float = 1e-15,
 ) -> PyTree:
     """Minimize with SciPy's L-BFGS-B on the host, stopping as :func:`lbfgs_minimize`.
 
@@ -141,6 +142,10 @@ def scipy_lbfgs_minimize(
         Euclidean norm in the stopping rule; e.g. the largest of the per-problem
         norms when ``value_and_grad`` sums independent problems stacked along a
         leading axis.
+    ftol : float, default=1e-15
+        SciPy's stop on the relative decrease of the value (a floor of float64
+        precision); 0 for sums of independent problems, whose total loses the
+        digits in which one problem still decreases.
 
     Returns
     -------
@@ -182,7 +187,7 @@ def scipy_lbfgs_minimize(
     with _one_blas_thread():
         solution = scipy.optimize.minimize(
             fun, x0, jac=True, method="L-BFGS-B", callback=stop_at_tolerance,
-            options={"gtol": tol / np.sqrt(x0.size), "ftol": 1e-15,
+            options={"gtol": tol / np.sqrt(x0.size), "ftol": ftol,
                      "maxiter": maxiter, "maxcor": memory_size})
     return flat.unravel(solution.x)
 
