@@ -51,7 +51,7 @@ from skfarho._objective import Evidence
 from skfarho._problem import regularized_loss
 from skfarho.core import CG, BilevelProblem, HostImplicit, Implicit, ImplicitWarmStart
 from skfarho.core.evidence import posterior_precision
-from skfarho.core.implicit import compile_in_background
+from skfarho.core.implicit import compile_in_background, wait_compiled
 from skfarho.core.implicit import compiler_options as _compiler_options
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
@@ -204,6 +204,7 @@ class _Fit:
         """Laplace covariance of the kept coefficients (and intercepts), raveled."""
         K, width, k = self.data.n_outputs, self.data.width, len(self.columns)
         program, arguments = self.precision_call()
+        _compiled_first(program, arguments)
         H = np.asarray(program(*arguments))
         if self.regression:
             H = H * np.exp(self.log_beta)
@@ -260,6 +261,7 @@ def _maximize(data, log_alpha0, log_beta0, maxiter, start, path=None):
         if state["warm"] is None:
             state["warm"] = _METHOD.init_warm_start(problem, hparams, data.arrays,
                                                     fixed)
+        _compiled_first(call, (hparams, data.arrays, state["warm"], fixed))
         result = call(hparams, data.arrays, state["warm"], fixed)
         state["warm"], state["x"] = result.warm_start, vector.copy()
         value = float(result.value)
@@ -292,6 +294,14 @@ def _precision_program(model, shift_invariant):
                                     model.feature_squares,
                                     shift_invariant=shift_invariant, linear=True)
     return jax.jit(precision, compiler_options=_compiler_options())
+
+
+def _compiled_first(program, arguments):
+    """Wait until ``program`` is compiled for ``arguments`` (on a worker, where
+    :func:`_compile_programs` may have started it): this thread never compiles
+    a program that a worker is compiling (two concurrent compilations of one
+    program aborted the process once, in a test run)."""
+    wait_compiled(compile_in_background(program, arguments))
 
 
 def _compile_programs(model, n_outputs, X, y, widths, n_rows, log_beta):
