@@ -378,6 +378,19 @@ def _pruned(ard, tau, X, y, n_rows):
     return _refit(data, ard.log_alpha[keep], ard.log_beta)
 
 
+def best_single(per_value, n_splits, regression, log_beta):
+    """The one strength of the CV path: the value with the lowest mean held-out
+    loss among those every fold's path reached (a fold's path may stop early);
+    its per-fold losses; and for the squared loss the noise precision's start,
+    1 / (2 x its CV half-MSE), else ``log_beta`` unchanged."""
+    complete = {value: np.asarray(losses) for value, losses in per_value.items()
+                if len(losses) == n_splits}
+    best = min(complete, key=lambda value: complete[value].mean())
+    if regression:
+        log_beta = -np.log(2.0 * complete[best].mean())
+    return best, complete[best], log_beta
+
+
 def _choose(fold_losses, single):
     """The best per-feature candidate if it beats the single strength by more
     than one standard error of their paired per-fold differences, else
@@ -448,13 +461,9 @@ def learn_feature_strengths(model, X, y, *, n_outputs, splits, taus=TAUS,
         paths.append(fits)
         for value, loss in losses.items():
             per_value.setdefault(value, []).append(loss)
-    # a value some fold's path stopped before is not compared
-    per_value = {value: np.asarray(losses) for value, losses in per_value.items()
-                 if len(losses) == len(splits)}
-    log_alpha_single = min(per_value, key=lambda value: per_value[value].mean())
-    fold_losses = {"single": per_value[log_alpha_single]}
-    if regression:  # start the noise precision at 1 / (2 x CV half-MSE)
-        log_beta = -np.log(2.0 * fold_losses["single"].mean())
+    log_alpha_single, single_losses, log_beta = best_single(
+        per_value, len(splits), regression, log_beta)
+    fold_losses = {"single": single_losses}
 
     # 2.-3. per-feature strengths on the screened columns; thresholds by CV
     def ard_fit(rows, single_fit, path=None):

@@ -35,7 +35,13 @@ import scipy.special
 import scipy.stats
 from threadpoolctl import threadpool_limits
 
-from skfarho._relevance import SINGLE_GRID, TAUS, FeatureStrengths, _choose
+from skfarho._relevance import (
+    SINGLE_GRID,
+    TAUS,
+    FeatureStrengths,
+    _choose,
+    best_single,
+)
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -10.0, 12.0
@@ -357,12 +363,9 @@ def _learn(model, X, y, n_outputs, splits, taus, ard_steps, single_grid):
         paths.append({value: fits[value].theta for value in near})
         for value, held_out_loss in losses.items():
             per_value.setdefault(value, []).append(held_out_loss)
-    per_value = {value: np.asarray(losses) for value, losses in per_value.items()
-                 if len(losses) == len(splits)}
-    best = min(per_value, key=lambda value: per_value[value].mean())
-    fold_losses = {"single": per_value[best]}
-    if regression:  # the noise precision starts at 1 / (2 x CV half-MSE)
-        log_beta = -np.log(2.0 * fold_losses["single"].mean())
+    best, single_losses, log_beta = best_single(per_value, len(splits), regression,
+                                                log_beta)
+    fold_losses = {"single": single_losses}
 
     def start(model_rows, theta):
         return _Fit(model_rows, np.arange(d), theta, np.full(d, float(best)),
