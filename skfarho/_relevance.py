@@ -51,7 +51,6 @@ from skfarho._objective import Evidence
 from skfarho._problem import regularized_loss
 from skfarho.core import CG, BilevelProblem, HostImplicit, Implicit, ImplicitWarmStart
 from skfarho.core.evidence import posterior_precision
-from skfarho.core.implicit import compile_in_background, wait_compiled
 from skfarho.core.implicit import compiler_options as _compiler_options
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
@@ -204,7 +203,6 @@ class _Fit:
         """Laplace covariance of the kept coefficients (and intercepts), raveled."""
         K, width, k = self.data.n_outputs, self.data.width, len(self.columns)
         program, arguments = self.precision_call()
-        _compiled_first(program, arguments)
         H = np.asarray(program(*arguments))
         if self.regression:
             H = H * np.exp(self.log_beta)
@@ -261,7 +259,6 @@ def _maximize(data, log_alpha0, log_beta0, maxiter, start, path=None):
         if state["warm"] is None:
             state["warm"] = _METHOD.init_warm_start(problem, hparams, data.arrays,
                                                     fixed)
-        _compiled_first(call, (hparams, data.arrays, state["warm"], fixed))
         result = call(hparams, data.arrays, state["warm"], fixed)
         state["warm"], state["x"] = result.warm_start, vector.copy()
         value = float(result.value)
@@ -294,37 +291,6 @@ def _precision_program(model, shift_invariant):
                                     model.feature_squares,
                                     shift_invariant=shift_invariant, linear=True)
     return jax.jit(precision, compiler_options=_compiler_options())
-
-
-def _compiled_first(program, arguments):
-    """Wait until ``program`` is compiled for ``arguments`` (on a worker, where
-    :func:`_compile_programs` may have started it): this thread never compiles
-    a program that a worker is compiling (two concurrent compilations of one
-    program aborted the process once, in a test run)."""
-    wait_compiled(compile_in_background(program, arguments))
-
-
-def _compile_programs(model, n_outputs, X, y, widths, n_rows, log_beta):
-    """Start compiling, on another core, the programs of the evidence
-    maximization and of the posterior precision on ``widths`` columns."""
-    for width in dict.fromkeys(widths):
-        data = _Columns(model, n_outputs, X, y, np.arange(width), n_rows)
-        zeros = jax.tree_util.tree_map(np.asarray, data.zeros())
-        compile_in_background(*_Fit(data, zeros, np.zeros(width),
-                                    log_beta).precision_call())
-    _compile_evidence_program(data, log_beta)
-
-
-def _compile_evidence_program(data, log_beta):
-    """Start compiling :func:`_maximize`'s program for ``data``'s shapes."""
-    problem = _problem(data.model, data.n_outputs)
-    hparams = {"log_alpha": data.log_alpha(np.zeros(len(data.columns)))}
-    if log_beta is not None:
-        hparams["log_noise_precision"] = jnp.asarray(np.float64(log_beta))
-    fixed = {"w0": data.zeros()}
-    warm = _METHOD.init_warm_start(problem, hparams, data.arrays, fixed)
-    compile_in_background(_compiled_hypergradient(problem),
-                          (hparams, data.arrays, warm, fixed))
 
 
 def _refit(data, log_alpha, log_beta, warm=None, traced=False):
@@ -450,8 +416,6 @@ def learn_feature_strengths(model, X, y, *, n_outputs, splits, taus=TAUS,
 
     # the screening's and the evidence's programs compile on other cores
     # during the one-strength path
-    _compile_programs(model, n_outputs, X[:1], y[:1], (d, min(screen or d, d)), n,
-                      log_beta)
 
     # 1. one strength by CV along a path (strong to weak, stopped early per fold)
     paths, per_value = [], {}
