@@ -108,10 +108,12 @@ def _cache_state(previous_lookups):
         estimator = _pipeline()[-1]
         estimator.classes_ = [0, 1]  # the binary problem, without fitting
         # the programs of the estimator's default hypergradient="implicit"
-        programs = host_programs(estimator._problem(estimator._objective()),
-                                 HostImplicit().linear_solver)
-        state["inner._cache_size"] = programs["inner_value_and_grad"]._cache_size()
-        state["hypergradient._cache_size"] = programs["hypergradient"]._cache_size()
+        problem = estimator._problem(estimator._objective())
+        for batched in (False, True):
+            programs = host_programs(problem, HostImplicit().linear_solver, batched)
+            for name, program in programs.items():
+                key = f"{name}{'.batched' if batched else ''}._cache_size"
+                state[key] = program._cache_size()
     except Exception as error:  # private API changed: report, do not fail
         state["jit_cache_size_error"] = f"{type(error).__name__}: {error}"
     return state

@@ -18,7 +18,8 @@ from skfarho._data import StackedFolds
 from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
-from skfarho.core.implicit import compile_when_idle, host_programs
+from skfarho.core.compile_ahead import compile_when_idle
+from skfarho.core.host_implicit import host_programs
 from skfarho.core.outer import compiled_solve_inner
 from skfarho.core.sharding import current_mesh, shard_rows
 

@@ -50,8 +50,8 @@ import scipy.stats
 from skfarho._objective import Evidence
 from skfarho._problem import regularized_loss
 from skfarho.core import CG, BilevelProblem, HostImplicit, Implicit, ImplicitWarmStart
+from skfarho.core.compile_ahead import compiler_options as _compiler_options
 from skfarho.core.evidence import posterior_precision
-from skfarho.core.implicit import compiler_options as _compiler_options
 from skfarho.core.models import binary_log_loss, multinomial_log_loss, squared_loss
 
 LOG_ALPHA_MIN, LOG_ALPHA_MAX = -10.0, 12.0

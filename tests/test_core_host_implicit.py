@@ -191,20 +191,27 @@ def test_plain_cg_equals_differentiable_cg(rng):
 
 def test_idle_compiles_run_while_waiting_and_are_dropped_otherwise():
     """compile_when_idle: run by the next wait_compiled that has to wait (the
-    latest request first), dropped by one that has nothing to wait for."""
+    latest request first), dropped by one that has nothing to wait for, and
+    queued afresh when requested again after that."""
     import concurrent.futures
     import threading
 
-    from skfarho.core import implicit
+    from skfarho.core import compile_ahead
 
     compiling = concurrent.futures.Future()  # a program still compiling
-    first = implicit.compile_when_idle(jax.jit(lambda x: x + 1.0), (jnp.ones(3),))
-    latest = implicit.compile_when_idle(jax.jit(lambda x: x * 2.0), (jnp.ones(4),))
+    first = compile_ahead.compile_when_idle(jax.jit(lambda x: x + 1.0),
+                                            (jnp.ones(3),))
+    latest = compile_ahead.compile_when_idle(jax.jit(lambda x: x * 2.0),
+                                             (jnp.ones(4),))
     assert not first.done() and not latest.done()
     threading.Timer(0.5, compiling.set_result, (None,)).start()
-    implicit.wait_compiled(compiling)
+    compile_ahead.wait_compiled(compiling)
     assert latest.done() and latest.exception() is None
-    assert compiling.done() and not implicit._DEFERRED
-    stale = implicit.compile_when_idle(jax.jit(lambda x: x - 1.0), (jnp.ones(5),))
-    implicit.wait_compiled(compiling)  # nothing to wait for: the queue is dropped
-    assert not stale.done() and not implicit._DEFERRED
+    assert compiling.done() and not compile_ahead._DEFERRED
+    program = jax.jit(lambda x: x - 1.0)
+    stale = compile_ahead.compile_when_idle(program, (jnp.ones(5),))
+    compile_ahead.wait_compiled(compiling)  # nothing to wait for: queue dropped
+    assert stale.cancelled() and not compile_ahead._DEFERRED
+    again = compile_ahead.compile_when_idle(program, (jnp.ones(5),))
+    assert again is not stale and not again.done()
+    compile_ahead.wait_compiled(compiling)

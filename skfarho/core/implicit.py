@@ -16,9 +16,6 @@ step; the tolerance is tightened across outer steps by a schedule.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
-import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from skfarho.core.inner_solve import lbfgs_minimize, scipy_lbfgs_minimize
+from skfarho.core.inner_solve import lbfgs_minimize
 from skfarho.core.linear_solve import CG
 from skfarho.core.problem import HypergradResult, bind_fixed, make_result
 
@@ -75,13 +72,14 @@ class Implicit:
         the whole method can be ``jit``-ed and ``vmap``-ped (``traceable``); suits
         accelerators, but costs seconds of XLA compilation per configuration.
         ``"scipy"``: SciPy's L-BFGS-B on the host over a small jitted
-        value-and-gradient program, then one jitted program for the linear solve
-        and the rest (HOAG's original layout, as jaxopt's ``ScipyWrapper``). Not
-        traceable: call it eagerly; :class:`~skfarho.core.Batched` and
-        :func:`~skfarho.core.minimize_hyperparameters` loop in Python for it. Both
-        programs compile in a fraction of a second and are cached per problem
-        (:func:`host_programs`): choose it when compilation time dominates
-        (small and medium problems on CPU, a fresh process).
+        value-and-gradient program, then (with CG) SciPy's CG on a jitted
+        Hessian-vector product (HOAG's original layout, as jaxopt's
+        ``ScipyWrapper``). Not traceable: call it eagerly;
+        :class:`~skfarho.core.Batched` and
+        :func:`~skfarho.core.minimize_hyperparameters` loop in Python for it. Its
+        programs compile in a fraction of a second each and are cached per
+        problem: choose it when compilation time dominates (small and medium
+        problems on CPU, a fresh process). See :mod:`skfarho.core.host_implicit`.
 
     Examples
     --------
@@ -141,13 +139,9 @@ class Implicit:
         else:
             init = warm_start.params
         if not self.traceable:
-            value_and_grad = host_programs(problem, self.linear_solver)[
-                "inner_value_and_grad"]
-            fixed, inner_data = {} if fixed is None else fixed, jax.device_put(
-                inner_data)
-            return scipy_lbfgs_minimize(
-                lambda params: value_and_grad(params, hparams, fixed, inner_data),
-                init, float(tol), self.max_inner_iter)
+            from skfarho.core.host_implicit import host_solve_inner
+            return host_solve_inner(self, problem, hparams, inner_data, init, tol,
+                                    fixed)
         bound = bind_fixed(problem, fixed)
 
         def objective(params):
@@ -169,8 +163,9 @@ class Implicit:
         """Outer value and hypergradient at the approximate inner minimum."""
         tol = self.tol if tol is None else tol
         if not self.traceable:
-            return self._host_call(problem, hparams, inner_data, outer_data,
-                                   warm_start, float(tol), fixed)
+            from skfarho.core.host_implicit import host_call
+            return host_call(self, problem, hparams, inner_data, outer_data,
+                             warm_start, tol, fixed)
         problem = bind_fixed(problem, fixed)
         params = self.solve_inner(problem, hparams, inner_data, warm_start, tol)
         x0 = None if warm_start is None else warm_start.adjoint
@@ -179,175 +174,6 @@ class Implicit:
             x0, tol)
         return make_result(value, grad, params, ImplicitWarmStart(params, adjoint))
 
-    def _host_call(self, problem, hparams, inner_data, outer_data, warm_start, tol,
-                   fixed):
-        """The ``"scipy"`` inner solver's ``__call__``: NumPy in, NumPy out."""
-        fixed = {} if fixed is None else fixed
-        inner_data, outer_data = jax.device_put((inner_data, outer_data))
-        program = host_programs(problem, self.linear_solver)["hypergradient"]
-        if warm_start is None:
-            start = bind_fixed(problem, fixed).init_params(hparams)
-            warm_start = ImplicitWarmStart(None, jax.tree_util.tree_map(
-                np.zeros_like, start))
-        # the hypergradient program compiles on another core while SciPy solves
-        compiled = compile_in_background(program, (
-            warm_start.adjoint, warm_start.adjoint, tol, hparams, fixed, inner_data,
-            outer_data))
-        if warm_start.params is None:
-            warm_start = None
-        params = self.solve_inner(problem, hparams, inner_data, warm_start, tol,
-                                  fixed)
-        adjoint = (jax.tree_util.tree_map(np.zeros_like, params)
-                   if warm_start is None else warm_start.adjoint)
-        wait_compiled(compiled)  # a failed warm-up compiles below
-        value, grad, adjoint = jax.tree_util.tree_map(np.asarray, program(
-            params, adjoint, tol, hparams, fixed, inner_data, outer_data))
-        finite = all(np.all(np.isfinite(leaf)) for leaf in
-                     jax.tree_util.tree_leaves((value, grad, params)))
-        return HypergradResult(value, grad, params, ImplicitWarmStart(params, adjoint),
-                               np.bool_(finite))
-
-
-_BACKGROUND = concurrent.futures.ThreadPoolExecutor(
-    max_workers=2, thread_name_prefix="skfarho-compile")
-_COMPILING: dict = {}  # signature -> future, the most recent _MAX_COMPILING
-_MAX_COMPILING = 256
-
-
-def compile_in_background(program, args) -> concurrent.futures.Future:
-    """Compile the jitted ``program`` for ``args``'s shapes on a worker thread.
-
-    Returns a future that is done when ``program(*args)`` (any values of those
-    shapes and dtypes) no longer compiles: ``program.lower(*args).compile()``
-    in the caller's float64 scope fills ``program``'s own cache, and nothing
-    runs. The first request for a signature submits the work; later requests
-    return the same future.
-
-    Examples
-    --------
-    >>> import concurrent.futures, jax, jax.numpy as jnp
-    >>> program = jax.jit(lambda x: jnp.sin(x) @ x)
-    >>> future = compile_in_background(program, (jnp.ones((3, 3)),))
-    >>> _ = concurrent.futures.wait([future])
-    >>> program(jnp.zeros((3, 3))).shape  # no compilation left
-    (3, 3)
-    """
-    return _request(program, args, _BACKGROUND.submit)
-
-
-def compile_when_idle(program, args) -> concurrent.futures.Future:
-    """Like :func:`compile_in_background`, but queued for the next idle wait.
-
-    The compilation runs on the thread that next calls :func:`wait_compiled`
-    while the program it waits for is still compiling (the host-side implicit
-    method waits so for its hypergradient program at the first outer step):
-    work for a core that would otherwise idle, without delaying the programs on
-    the critical path. If no wait comes, ``program`` compiles when first called,
-    as usual (requests still queued when a wait finds nothing to wait for are
-    dropped). The latest request runs first; at most 8 are kept.
-    """
-    return _request(program, args, _defer)
-
-
-def wait_compiled(future: concurrent.futures.Future) -> None:
-    """Wait for ``future``, running :func:`compile_when_idle`'s queue meanwhile.
-
-    When ``future`` is already done (nothing to wait for: a warm process), the
-    queued requests are dropped, so that none keeps its arguments alive; their
-    programs compile when first called.
-    """
-    while not future.done() and _DEFERRED:
-        _DEFERRED.pop()()  # the latest request first
-    _DEFERRED.clear()
-    concurrent.futures.wait([future])
-
-
-def _request(program, args, start):
-    leaves, treedef = jax.tree_util.tree_flatten(args)
-    signature = (program, treedef, tuple(
-        (np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves))
-    future = _COMPILING.get(signature)
-    if future is None:
-        x64 = bool(jax.config.jax_enable_x64)
-
-        def compile_program():
-            with jax.enable_x64(x64):
-                program.lower(*args).compile()
-
-        future = _COMPILING.setdefault(signature, start(compile_program))
-        while len(_COMPILING) > _MAX_COMPILING:  # forget the oldest (insertion order)
-            _COMPILING.pop(next(iter(_COMPILING)))
-    return future
-
-
-_DEFERRED: collections.deque = collections.deque(maxlen=8)
-
-
-def _defer(work) -> concurrent.futures.Future:
-    future = concurrent.futures.Future()
-
-    def run():
-        if future.set_running_or_notify_cancel():
-            try:
-                work()
-            except Exception as error:  # the program compiles when called
-                future.set_exception(error)
-            else:
-                future.set_result(None)
-
-    _DEFERRED.append(run)
-    return future
-
-
-# XLA:CPU options for the host-side programs, chosen by measurement (digits and
-# the 500-feature problem of benchmarks/bench_vs_search.py, 2 cores): LLVM level 2
-# and one code-generation split compiled in about the default time (1.0-1.3 s for
-# both programs) and ran warm fits 20-25% faster than the defaults; level 0
-# compiled a third faster but ran 40-50% slower.
-FAST_COMPILE = {"xla_backend_optimization_level": 2,
-                 "xla_cpu_parallel_codegen_split_count": 1}
-
-
-def host_programs(problem, linear_solver=_DEFAULT_LINEAR_SOLVERS["scipy"]):
-    """The two jitted programs of ``Implicit(inner_solver="scipy")``, cached.
-
-    ``inner_value_and_grad(params, hparams, fixed, inner_data)`` feeds SciPy's
-    L-BFGS-B; ``hypergradient(params, adjoint, tol, hparams, fixed, inner_data,
-    outer_data)`` runs ``linear_solver`` on Hessian-vector products inside one
-    program (warm started from ``adjoint``) and returns the outer value, the
-    hypergradient and the new adjoint. Learned ``hparams`` and ``fixed`` ones
-    are separate traced arguments, so new values never recompile.
-    """
-
-    # one cache entry per (problem, solver), however they are passed; the
-    # inner program depends on the problem alone (the final fit reuses it)
-    return {"inner_value_and_grad": _inner_value_and_grad_program(problem),
-            "hypergradient": _hypergradient_program(problem, linear_solver)}
-
-
-def compiler_options():
-    """XLA options of the host-side programs: :data:`FAST_COMPILE` on CPU."""
-    return FAST_COMPILE if jax.default_backend() == "cpu" else None
-
-
-@functools.lru_cache(maxsize=64)
-def _inner_value_and_grad_program(problem):
-    def inner_value_and_grad(params, hparams, fixed, inner_data):
-        bound = bind_fixed(problem, fixed)
-        return jax.value_and_grad(bound.inner_loss)(params, hparams, *inner_data)
-
-    return jax.jit(inner_value_and_grad, compiler_options=compiler_options())
-
-
-@functools.lru_cache(maxsize=64)
-def _hypergradient_program(problem, linear_solver):
-    def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
-        return implicit_hypergradient(bind_fixed(problem, fixed), hparams, params,
-                                      inner_data, outer_data, linear_solver, adjoint,
-                                      tol)
-
-    return jax.jit(hypergradient, compiler_options=compiler_options())
-
 
 def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
                            linear_solver=None, x0=None, tol=1e-6):
@@ -355,7 +181,8 @@ def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
 
     The part of the implicit method after the inner solve, shared by both inner
     solvers of :class:`Implicit`: traced together with the solve (``"lbfgs"``)
-    or jitted on its own (``"scipy"``, see :func:`host_programs`).
+    or, for the host-side solver with a linear solver other than CG, jitted on
+    its own (:func:`~skfarho.core.host_implicit.host_programs`).
 
     Returns
     -------

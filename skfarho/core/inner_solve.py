@@ -87,7 +87,7 @@ def lbfgs_minimize(
     return params, grad_norm
 
 
-class _Flat:
+class Flattener:
     """Flatten a pytree of arrays to one float64 vector and back (NumPy)."""
 
     def __init__(self, template):
@@ -161,7 +161,7 @@ def scipy_lbfgs_minimize(
     >>> scipy_lbfgs_minimize(fun, jnp.zeros(2), tol=1e-6).round(4).tolist()
     [3.0, 3.0]
     """
-    flat = _Flat(init_params)
+    flat = Flattener(init_params)
     last = {}
 
     def fun(vector):
@@ -184,7 +184,7 @@ def scipy_lbfgs_minimize(
         return flat.unravel(x0)
     # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it implies
     # the Euclidean criterion, which the callback checks first
-    with _one_blas_thread():
+    with one_blas_thread():
         solution = scipy.optimize.minimize(
             fun, x0, jac=True, method="L-BFGS-B", callback=stop_at_tolerance,
             options={"gtol": tol / np.sqrt(x0.size), "ftol": ftol,
@@ -197,7 +197,7 @@ def _blas_controller():
     return threadpoolctl.ThreadpoolController()
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """BLAS limited to one thread for the duration (scoped, then restored).
 
     L-BFGS-B's vector operations are far too small for threads: with

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from skfarho.core.implicit import Implicit, compile_when_idle
+from skfarho.core.compile_ahead import compile_when_idle
+from skfarho.core.implicit import Implicit
 from skfarho.core.method import HypergradientMethod
 
 PyTree = Any

@@ -1,0 +1,150 @@
+"""Compile jitted programs ahead of their first call, off the critical path.
+
+A first fit in a fresh process spends most of its time in XLA compiling a few
+programs. The host-side implicit method (``Implicit(inner_solver="scipy")``)
+knows, before its first inner solve, every program it will call after it: it
+asks for them here, and they compile on worker threads (or on the waiting
+thread) while SciPy's L-BFGS-B runs on the host.
+
+- :func:`compile_in_background`: compile now, on a worker thread;
+- :func:`compile_when_idle`: compile on the next thread that would otherwise
+  wait (:func:`wait_compiled`), for programs needed later (the outer update,
+  the final fit) that must not delay those needed first;
+- :func:`compiler_options`: the XLA options of these small host-side programs.
+
+Compiling is ``program.lower(*args).compile()`` under the caller's float64
+scope: it fills ``program``'s own cache, so the later call with any values of
+those shapes and dtypes does not compile. Nothing runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+
+import jax
+import numpy as np
+
+__all__ = ["FAST_COMPILE", "compile_in_background", "compile_when_idle",
+           "compiler_options", "wait_compiled"]
+
+# XLA:CPU options for the host-side programs, chosen by measurement (digits and
+# the 500-feature problem of benchmarks/bench_vs_search.py, 2 cores): LLVM level 2
+# and one code-generation split compiled in about the default time and ran warm
+# fits 20-25% faster than the defaults; level 0 compiled a third faster but ran
+# 40-50% slower.
+FAST_COMPILE = {"xla_backend_optimization_level": 2,
+                "xla_cpu_parallel_codegen_split_count": 1}
+
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="skfarho-compile")
+_COMPILING: dict = {}  # signature -> future, the most recent _MAX_COMPILING
+_MAX_COMPILING = 256
+_DEFERRED: collections.deque = collections.deque()  # (signature, future, run)
+_MAX_DEFERRED = 8
+
+
+def compiler_options():
+    """XLA options of the host-side programs: :data:`FAST_COMPILE` on CPU."""
+    return FAST_COMPILE if jax.default_backend() == "cpu" else None
+
+
+def compile_in_background(program, args) -> concurrent.futures.Future:
+    """Compile the jitted ``program`` for ``args``'s shapes on a worker thread.
+
+    Returns a future that is done when ``program(*args)`` (any values of those
+    shapes and dtypes) no longer compiles. The first request for a signature
+    submits the work; later requests return the same future.
+
+    Examples
+    --------
+    >>> import concurrent.futures, jax, jax.numpy as jnp
+    >>> program = jax.jit(lambda x: jnp.sin(x) @ x)
+    >>> future = compile_in_background(program, (jnp.ones((3, 3)),))
+    >>> _ = concurrent.futures.wait([future])
+    >>> program(jnp.zeros((3, 3))).shape  # no compilation left
+    (3, 3)
+    """
+    return _request(program, args, lambda signature, work: _BACKGROUND.submit(work))
+
+
+def compile_when_idle(program, args) -> concurrent.futures.Future:
+    """Like :func:`compile_in_background`, but queued for the next idle wait.
+
+    The compilation runs on the thread that next calls :func:`wait_compiled`
+    while the program it waits for is still compiling (the host-side implicit
+    method waits so for its programs at the first outer step): work for a core
+    that would otherwise idle, without delaying the programs on the critical
+    path. If no wait comes, ``program`` compiles when first called, as usual:
+    requests still queued when a wait finds nothing to wait for are dropped
+    (cancelled and forgotten, so that a later request queues them again). The
+    latest request runs first; at most 8 are kept.
+
+    Examples
+    --------
+    >>> import concurrent.futures, jax, jax.numpy as jnp
+    >>> later = compile_when_idle(jax.jit(jnp.cos), (jnp.ones(2),))
+    >>> compiled = concurrent.futures.Future()
+    >>> compiled.set_result(None)
+    >>> wait_compiled(compiled)  # nothing to wait for: the queue is dropped
+    >>> later.cancelled()
+    True
+    """
+    return _request(program, args, _defer)
+
+
+def wait_compiled(future: concurrent.futures.Future) -> None:
+    """Wait for ``future``, running :func:`compile_when_idle`'s queue meanwhile.
+
+    When ``future`` is already done (nothing to wait for: a warm process), the
+    queued requests are dropped, so that none keeps its arguments alive; their
+    programs compile when first called.
+    """
+    while not future.done() and _DEFERRED:
+        _, _, run = _DEFERRED.pop()  # the latest request first
+        run()
+    while _DEFERRED:
+        signature, dropped, _ = _DEFERRED.pop()
+        dropped.cancel()
+        if _COMPILING.get(signature) is dropped:
+            del _COMPILING[signature]
+    concurrent.futures.wait([future])
+
+
+def _request(program, args, start):
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    signature = (program, treedef, tuple(
+        (np.shape(leaf), getattr(leaf, "dtype", type(leaf))) for leaf in leaves))
+    future = _COMPILING.get(signature)
+    if future is None:
+        x64 = bool(jax.config.jax_enable_x64)
+
+        def compile_program():
+            with jax.enable_x64(x64):
+                program.lower(*args).compile()
+
+        future = _COMPILING.setdefault(signature, start(signature, compile_program))
+        while len(_COMPILING) > _MAX_COMPILING:  # forget the oldest (insertion order)
+            _COMPILING.pop(next(iter(_COMPILING)))
+    return future
+
+
+def _defer(signature, work) -> concurrent.futures.Future:
+    future = concurrent.futures.Future()
+
+    def run():
+        if future.set_running_or_notify_cancel():
+            try:
+                work()
+            except Exception as error:  # the program compiles when called
+                future.set_exception(error)
+            else:
+                future.set_result(None)
+
+    _DEFERRED.append((signature, future, run))
+    while len(_DEFERRED) > _MAX_DEFERRED:  # drop the oldest request
+        old_signature, old, _ = _DEFERRED.popleft()
+        old.cancel()
+        if _COMPILING.get(old_signature) is old:
+            del _COMPILING[old_signature]
+    return future
