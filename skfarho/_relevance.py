@@ -1,9 +1,10 @@
 """Per-feature L2 strengths by the evidence, one global setting by K-fold CV.
 
 The default of ``learn="feature_alpha"`` (``objective="auto"`` or
-``"evidence"``) for the linear models on dense ``X`` with at most
-:data:`~skfarho.core.evidence.MAX_PARAMS` coefficients (sparse or wider ``X``:
-the same recipe on a diagonal posterior, :mod:`skfarho._relevance_sparse`). On
+``"evidence"``) for the one-output linear models (binary classifier, ridge) on
+dense ``X`` with more rows than features and at most
+:data:`~skfarho.core.evidence.MAX_PARAMS` coefficients (otherwise: the same
+recipe on a diagonal posterior, :mod:`skfarho._relevance_sparse`). On
 ``cv`` folds of the training rows:
 
 1. **one strength**: a path of ``log_alpha`` from 8 down to -8 by 0.5 (warm

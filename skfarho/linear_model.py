@@ -70,9 +70,11 @@ _PARAMETERS_DOC = """
         strength for all; see
         ``setting_`` and ``cv_results_``. Costs a dense Hessian per
         evaluation, ``O(n p^2 + p^3)`` for ``p`` coefficients, up to 4096
-        (see :mod:`skfarho.core.evidence`); on sparse or wider ``X`` the
-        recipe uses the diagonal of the Hessian instead (MacKay's fixed point,
-        memory ``O(nnz)``: :mod:`skfarho._relevance_sparse`), and other
+        (see :mod:`skfarho.core.evidence`); on sparse or wider ``X``, with
+        ``n_features >= n_samples`` and for more than two classes, the
+        recipe uses the diagonal of the Hessian instead (MacKay's fixed
+        point, memory ``O(nnz)``; exact posterior variances for the squared
+        loss on dense ``X``: :mod:`skfarho._relevance_sparse`), and other
         ``learn`` values refuse them. ``"auto"``: that recipe
         for ``learn="feature_alpha"`` with the implicit method and no
         ``X_val``, ``"validation"`` otherwise.

@@ -10,7 +10,12 @@ import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, RidgeCV
+from sklearn.linear_model import (
+    ARDRegression,
+    LogisticRegression,
+    LogisticRegressionCV,
+    RidgeCV,
+)
 from sklearn.metrics import log_loss, mean_squared_error
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -324,3 +329,63 @@ def test_sparse_multiclass_and_ridge(text_like):
     # the truth is on 20 of the 1000 columns: far below one strength
     assert mean_squared_error(test_target, ridge.predict(X_test)) < \
         0.5 * mean_squared_error(test_target, one.predict(X_test))
+
+
+@pytest.mark.parametrize("shape", [(60, 8), (20, 45)])
+@pytest.mark.parametrize("intercept", [True, False])
+def test_exact_ridge_solve_equals_lbfgs(shape, intercept, monkeypatch):
+    """The squared loss's closed-form fit (normal equations, or Woodbury when
+    n < d) is the minimizer L-BFGS-B finds, and its gradient vanishes."""
+    import skfarho._relevance_sparse as diagonal
+    from skfarho.core.models import squared_loss
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=shape) + 0.5
+    y = X @ rng.normal(size=shape[1]) + 3.0 + rng.normal(size=shape[0])
+    log_alpha = rng.uniform(-3, 4, size=shape[1])
+    glm = diagonal._Glm(X, y, squared_loss, 1, intercept)
+    exact = glm.solve(log_alpha)
+    coef, bias = glm.unpack(exact)
+    residual = X @ coef + bias - y
+    np.testing.assert_allclose(X.T @ residual + np.exp(log_alpha) * coef, 0.0,
+                               atol=1e-8)
+    if intercept:
+        assert abs(residual.sum()) < 1e-8
+    monkeypatch.setattr(diagonal, "EXACT_RIDGE", 0)
+    iterative = glm.solve(log_alpha)  # to L-BFGS-B's tolerances
+    np.testing.assert_allclose(exact, iterative, rtol=1e-3, atol=1e-4)
+
+    def objective(theta):
+        coef, bias = glm.unpack(theta)
+        return (0.5 * np.sum((X @ coef + bias - y) ** 2)
+                + 0.5 * np.sum(np.exp(log_alpha) * coef**2))
+
+    assert objective(exact) <= objective(iterative) + 1e-9
+
+
+def test_more_features_than_rows_runs_the_diagonal_recipe(monkeypatch):
+    """Dense X with d >= n (within MAX_PARAMS) takes the diagonal recipe (for
+    the squared loss: exact variances, and MacKay's steps also from
+    ARDRegression's start), which finds the sparse truth and beats
+    ARDRegression itself; one strength only interpolates there."""
+    import skfarho._base
+
+    calls = []
+    original = skfarho._base.learn_sparse_feature_strengths
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(skfarho._base, "learn_sparse_feature_strengths", spy)
+    X, y, truth = make_regression(n_samples=160, n_features=200, n_informative=8,
+                                  noise=5.0, coef=True, random_state=0)
+    X, X_test, y, y_test = _split(X, y, stratify=False)
+    model = HORidge(learn="feature_alpha", random_state=0).fit(X, y)
+    assert calls == [X.shape]
+    assert set(np.flatnonzero(truth)) <= set(np.flatnonzero(np.isfinite(model.alpha_)))
+    ours = mean_squared_error(y_test, model.predict(X_test))
+    ard = ARDRegression().fit(X, y)
+    assert ours < mean_squared_error(y_test, ard.predict(X_test))
+    one = HORidge(learn="alpha", random_state=0).fit(X, y)
+    assert ours < 0.1 * mean_squared_error(y_test, one.predict(X_test))
