@@ -24,9 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse
 from sklearn.model_selection import (
-    KFold,
     ShuffleSplit,
-    StratifiedKFold,
     StratifiedShuffleSplit,
     check_cv,
 )
@@ -97,9 +95,16 @@ def holdout_split(y, validation_fraction, random_state, stratify):
 
 
 def cv_splits(y, cv, random_state, stratify):
-    """The (train, validation) pairs of a CV splitter or a number of folds."""
+    """The (train, validation) pairs of a CV splitter or a number of folds.
+
+    A number of folds means what it means to scikit-learn (``check_cv``, and
+    so ``GridSearchCV(cv=5)``): ``StratifiedKFold`` for classifiers, ``KFold``
+    otherwise, unshuffled, so that a learned strength and a grid search's are
+    chosen on the same folds (``random_state`` is not used then). Measured on
+    ``benchmarks/bench_vs_search.py``'s wine: test log-loss 0.0160 with
+    shuffled folds against the grid's 0.0106, 0.0093 with its folds.
+    """
     if isinstance(cv, int | np.integer):
-        cls = StratifiedKFold if stratify else KFold
         if stratify:
             counts = np.bincount(np.unique(y, return_inverse=True)[1])
             if counts.min() < cv:
@@ -109,7 +114,6 @@ def cv_splits(y, cv, random_state, stratify):
                 )
         elif len(y) < cv:
             raise ValueError(f"cv={cv} needs at least {cv} samples, got {len(y)}.")
-        cv = cls(cv, shuffle=True, random_state=random_state)
     splitter = check_cv(cv, y, classifier=stratify)
     return list(splitter.split(np.zeros((len(y), 1)), y))
 

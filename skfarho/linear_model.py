@@ -102,7 +102,10 @@ default="implicit"
         solved together).
     cv : int, cross-validation generator or iterable, default=None
         If set, the outer objective is the mean validation loss over these
-        folds, whose inner problems run ``vmap``-ed in one compiled program.
+        folds, whose inner problems are solved together. An int means
+        scikit-learn's ``StratifiedKFold`` (classifiers) or ``KFold``,
+        unshuffled, as in ``GridSearchCV``: the 5-fold default of small data
+        sets (see ``validation_fraction``) too.
     outer_steps : int, default=50
         Budget of outer (hyperparameter) steps.
     outer_optimizer : {"auto", "rprop_secant", "rprop", "adam", "sgd", \

@@ -267,7 +267,7 @@ def test_wide_dense_input_equals_csr(text_like, monkeypatch):
     sparse = HOLogisticRegression(**options).fit(X, y)
     dense = HOLogisticRegression(**options).fit(X.toarray(), y)
     assert dense.setting_ == sparse.setting_
-    np.testing.assert_array_equal(dense.alpha_, sparse.alpha_)
+    np.testing.assert_allclose(dense.alpha_, sparse.alpha_, rtol=1e-10)
     np.testing.assert_allclose(dense.coef_, sparse.coef_, atol=1e-8)
 
 
