@@ -219,8 +219,8 @@ def test_data_parallel_leaves_host_methods_on_one_device(four_devices):
     estimators = four_devices["estimators"]
     assert estimators["host_warning"] and estimators["host_kept"]
     assert estimators["sparse_kept"]
-    # 569 rows: a bucket of 768, 192 per device
-    assert estimators["reverse_sharded_shape"] == [1, 768 // N_DEVICES, 30]
+    # 400 training rows: a bucket of 448 (7 * 64), 112 per device
+    assert estimators["reverse_sharded_shape"] == [1, 448 // N_DEVICES, 30]
 
 
 def test_shard_rows_needs_a_multiple_of_the_devices():

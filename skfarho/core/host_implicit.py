@@ -11,13 +11,14 @@ program compiles on a worker thread while the first inner solve runs
 
 :func:`host_call_batch` solves a batch of inner problems (folds) at once: one
 L-BFGS-B on the sum of their losses over a ``vmap``-ped value-and-gradient
-program, then one program that solves the folds' linear systems one after the
-other (``lax.map``). Measured on the 5-fold fits of
-``benchmarks/bench_vs_search.py`` (2 cores, digits and the 500-feature
-problem): against ``vmap``-ping the conjugate gradient over the folds, the
-program compiled in 0.6 s instead of 0.9-1.0 s and warm fits took 0.72 s
-instead of 0.93 s, since a ``vmap``-ped ``while_loop`` runs every fold as long
-as the slowest and selects its state at each iteration.
+program, then the one-problem hypergradient program once per fold, on the
+batch's data (which stays on the device; the program takes its fold out by
+index). Measured on the 5-fold fits of ``benchmarks/bench_vs_search.py`` (2
+cores, digits): that program compiled in 0.6-0.7 s where the hypergradient
+program ``vmap``-ped over the folds took 0.9-1.0 s (and, looped over the folds
+with ``lax.map`` inside one program, 1.0-1.1 s); each fold's conjugate gradient
+stops on its own, where a ``vmap``-ped ``while_loop`` runs every fold as long
+as the slowest.
 """
 
 from __future__ import annotations
@@ -95,9 +96,24 @@ def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False) -> dict
     ``hypergradient(params, adjoint, tol, hparams, fixed, inner_data,
     outer_data)`` runs ``linear_solver`` on Hessian-vector products inside one
     program (warm started from ``adjoint``) and returns the outer value, the
-    hypergradient and the new adjoint, for one problem: a batch calls it once
-    per problem. Learned ``hparams`` and ``fixed`` ones are separate traced
-    arguments, so new values never recompile.
+    hypergradient and the new adjoint, for one problem; with ``batched`` it
+    takes the problem's index first, ``hypergradient(index, params, adjoint,
+    tol, hparams, fixed, inner_data, outer_data)``, and that problem's
+    ``params`` and ``adjoint`` with the whole batch's data (a batch calls it
+    once per problem). Learned ``hparams`` and ``fixed`` ones are separate
+    traced arguments, so new values never recompile.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from skfarho.core import BilevelProblem
+    >>> problem = BilevelProblem(
+    ...     inner_loss=lambda w, h, x: 0.5 * jnp.sum((w - h * x) ** 2),
+    ...     outer_loss=lambda w, h, x: 0.5 * jnp.sum((w - 1.0) ** 2),
+    ...     init_params=lambda h: jnp.zeros(2),
+    ... )
+    >>> sorted(host_programs(problem, batched=True))
+    ['hypergradient', 'inner_value_and_grad']
     """
     return {"inner_value_and_grad": _inner_program(problem, batched),
             "hypergradient": _hypergradient_program(problem, linear_solver,
