@@ -155,11 +155,9 @@ def _hypergradient_program(problem, linear_solver, batched):
 def host_solve_inner(method, problem, hparams, inner_data, init, tol, fixed=None):
     """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B from
     ``init`` over the cached value-and-gradient program (NumPy out)."""
-    value_and_grad = _inner_program(problem, False)
-    fixed, inner_data = {} if fixed is None else fixed, jax.device_put(inner_data)
-    return scipy_lbfgs_minimize(
-        lambda params: value_and_grad(params, hparams, fixed, inner_data),
-        init, float(tol), method.max_inner_iter)
+    return _solve(_inner_program(problem, False), init, float(tol),
+                  method.max_inner_iter, hparams, {} if fixed is None else fixed,
+                  jax.device_put(inner_data), batched=False)
 
 
 def host_call(method, problem, hparams, inner_data, outer_data, warm_start=None,

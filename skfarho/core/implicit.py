@@ -72,8 +72,8 @@ class Implicit:
         the whole method can be ``jit``-ed and ``vmap``-ped (``traceable``); suits
         accelerators, but costs seconds of XLA compilation per configuration.
         ``"scipy"``: SciPy's L-BFGS-B on the host over a small jitted
-        value-and-gradient program, then (with CG) SciPy's CG on a jitted
-        Hessian-vector product (HOAG's original layout, as jaxopt's
+        value-and-gradient program, then one jitted program for the linear
+        solve and the rest (HOAG's original layout, as jaxopt's
         ``ScipyWrapper``). Not traceable: call it eagerly;
         :class:`~skfarho.core.Batched` and
         :func:`~skfarho.core.minimize_hyperparameters` loop in Python for it. Its
