@@ -104,10 +104,7 @@ def wait_compiled(future: concurrent.futures.Future) -> None:
         _, _, run = _DEFERRED.pop()  # the latest request first
         run()
     while _DEFERRED:
-        signature, dropped, _ = _DEFERRED.pop()
-        dropped.cancel()
-        if _COMPILING.get(signature) is dropped:
-            del _COMPILING[signature]
+        _drop(*_DEFERRED.pop()[:2])
     concurrent.futures.wait([future])
 
 
@@ -143,8 +140,12 @@ def _defer(signature, work) -> concurrent.futures.Future:
 
     _DEFERRED.append((signature, future, run))
     while len(_DEFERRED) > _MAX_DEFERRED:  # drop the oldest request
-        old_signature, old, _ = _DEFERRED.popleft()
-        old.cancel()
-        if _COMPILING.get(old_signature) is old:
-            del _COMPILING[old_signature]
+        _drop(*_DEFERRED.popleft()[:2])
     return future
+
+
+def _drop(signature, future):
+    """Cancel a queued request and forget it, so a later one queues afresh."""
+    future.cancel()
+    if _COMPILING.get(signature) is future:
+        del _COMPILING[signature]

@@ -195,7 +195,9 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     tol = float(method.tol if tol is None else tol)
     fixed = {} if fixed is None else fixed
     programs = host_programs(problem, method.linear_solver, batched)
-    inner_data, outer_data = jax.device_put((inner_data, outer_data))
+    # on the device once, not at each of the many program calls below
+    hparams, fixed, inner_data, outer_data = jax.device_put(
+        (hparams, fixed, inner_data, outer_data))
     count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
         start = jax.tree_util.tree_map(
