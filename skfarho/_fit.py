@@ -18,7 +18,7 @@ from skfarho._data import StackedFolds
 from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
-from skfarho.core.compile_ahead import compile_when_idle
+from skfarho.core.compile_ahead import compile_when_idle, work_of
 from skfarho.core.host_implicit import host_programs
 from skfarho.core.outer import compiled_solve_inner
 from skfarho.core.sharding import current_mesh, shard_rows
@@ -81,9 +81,9 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
     folds = data.folds(splits, outer_is_inner=objective.reads_training_rows)
     folds = placed_folds(folds, method)
     if refit and not method.traceable:  # while the first step waits to compile
-        compile_when_idle(host_programs(problem)["inner_value_and_grad"],
-                          (fixed["w0"], learned, fixed,
-                           tuple(part[0] for part in data.all_rows())))
+        rows = tuple(part[0] for part in data.all_rows())
+        compile_when_idle(_value_and_grad(problem, fixed["w0"], rows),
+                          (fixed["w0"], learned, fixed, rows))
     result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
                                       method=method, optimizer=optimizer,
                                       fixed=fixed, **loop_options)
@@ -116,7 +116,7 @@ def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
     params = jax.tree_util.tree_map(lambda p: p[0], params)
     one = tuple(part[0] for part in rows)
     # the implicit method's own (already compiled) value-and-gradient program
-    value_and_grad = host_programs(problem)["inner_value_and_grad"]
+    value_and_grad = _value_and_grad(problem, fixed["w0"], one)
     start_loss, start_norm = _loss_and_norm(value_and_grad(fixed["w0"], hparams,
                                                            fixed, one))
     loss, norm = _loss_and_norm(value_and_grad(params, hparams, fixed, one))
@@ -131,6 +131,12 @@ def solve(problem, method, hparams, fixed, data, tol=None, hint=""):
             f"norm is {norm:.3g} at the end (limit {limit:.3g}){hint}"),
             stacklevel=2)
     return checked(params)
+
+
+def _value_and_grad(problem, params, rows):
+    """The host implicit method's value-and-gradient program for one problem
+    with ``params`` on ``rows`` (its compiler options depend on their sizes)."""
+    return host_programs(problem, work=work_of(params, rows))["inner_value_and_grad"]
 
 
 def placed(parts, method):

@@ -114,7 +114,8 @@ def outer_optimizer(spec, learning_rate: float, learned: dict):
     if not isinstance(spec, str):
         return spec, spec.init(learned)
     name = optimizer_name(spec, learned)
-    dtype = jnp.asarray(jax.tree_util.tree_leaves(learned)[0]).dtype
+    dtype = jax.dtypes.canonicalize_dtype(
+        np.result_type(jax.tree_util.tree_leaves(learned)[0]))
     state = optax.inject_hyperparams(OUTER_OPTIMIZERS[name])(
         learning_rate=jnp.asarray(learning_rate, dtype)).init(learned)
     return _named_optimizer(name), state

@@ -215,3 +215,37 @@ def test_idle_compiles_run_while_waiting_and_are_dropped_otherwise():
     again = compile_ahead.compile_when_idle(program, (jnp.ones(5),))
     assert again is not stale and not again.done()
     compile_ahead.wait_compiled(compiling)
+
+
+def test_compile_level_follows_the_work_of_a_call(rng):
+    """Small programs compile at LLVM level 0, large ones well: same numbers."""
+    from skfarho.core.compile_ahead import (
+        FAST_COMPILE,
+        QUICK_COMPILE,
+        QUICK_WORK,
+        compiler_options,
+        work_of,
+    )
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("compiler options are chosen on CPU only")
+    assert compiler_options(QUICK_WORK) == QUICK_COMPILE
+    assert compiler_options(2 * QUICK_WORK) == FAST_COMPILE
+    assert compiler_options(None) == FAST_COMPILE
+    assert work_of({"w": np.zeros((5, 3)), "b": np.zeros(3)},
+                   (np.zeros((4, 100, 5)), np.zeros((4, 100)))) == 400 * 18
+    assert work_of({"w": np.zeros(5)}, (np.zeros(1000),)) is None  # sparse entries
+
+    data = make_data("multinomial", rng)
+    problem = make_problem("multinomial")
+    hparams = _implicit_hparams("multinomial", rng)
+    params = _scipy(tol=1e-10).solve_inner(problem, hparams, data[0])
+    quick = host_programs(problem, work=1.0)
+    fast = host_programs(problem, work=None)
+    assert quick["hypergradient"] is not fast["hypergradient"]
+    arguments = (params, jax.tree_util.tree_map(jnp.zeros_like, params), 1e-10,
+                 hparams, {}, *data)
+    quick_leaves = jax.tree_util.tree_leaves(quick["hypergradient"](*arguments))
+    fast_leaves = jax.tree_util.tree_leaves(fast["hypergradient"](*arguments))
+    for got, expected in zip(quick_leaves, fast_leaves, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

@@ -10,7 +10,9 @@ thread) while SciPy's L-BFGS-B runs on the host.
 - :func:`compile_when_idle`: compile on the next thread that would otherwise
   wait (:func:`wait_compiled`), for programs needed later (the outer update,
   the final fit) that must not delay those needed first;
-- :func:`compiler_options`: the XLA options of these small host-side programs.
+- :func:`compiler_options`: the XLA options of these small host-side programs,
+  by the work of one call (:func:`work_of`): a program that does little per
+  call is compiled quickly rather than well.
 
 Compiling is ``program.lower(*args).compile()`` under the caller's float64
 scope: it fills ``program``'s own cache, so the later call with any values of
@@ -25,8 +27,8 @@ import concurrent.futures
 import jax
 import numpy as np
 
-__all__ = ["FAST_COMPILE", "compile_in_background", "compile_when_idle",
-           "compiler_options", "wait_compiled"]
+__all__ = ["FAST_COMPILE", "QUICK_COMPILE", "QUICK_WORK", "compile_in_background",
+           "compile_when_idle", "compiler_options", "wait_compiled", "work_of"]
 
 # XLA:CPU options for the host-side programs, chosen by measurement (digits and
 # the 500-feature problem of benchmarks/bench_vs_search.py, 2 cores): LLVM level 2
@@ -36,6 +38,17 @@ __all__ = ["FAST_COMPILE", "compile_in_background", "compile_when_idle",
 FAST_COMPILE = {"xla_backend_optimization_level": 2,
                 "xla_cpu_parallel_codegen_split_count": 1}
 
+# ... and for programs that do little work per call (QUICK_WORK): LLVM level 0.
+# Measured on the 5-fold fits of benchmarks/bench_vs_search.py (2 cores, every
+# program compiled in turn): wine's programs compiled in 0.94 s instead of 1.47 s,
+# breast_cancer's in 0.88 s instead of 1.21 s, for warm fits 0.01-0.03 s slower;
+# binary_digits' (1,280 rows x 65 parameters a fold) compiled 0.3 s faster but ran
+# 0.11 s slower a fit, digits_noisy's 0.3 s slower: those keep FAST_COMPILE.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+QUICK_WORK = 2e5
+"""Rows times parameters of one call (all problems of a batch) up to which a
+host-side program is compiled with :data:`QUICK_COMPILE`."""
+
 _BACKGROUND = concurrent.futures.ThreadPoolExecutor(
     max_workers=2, thread_name_prefix="skfarho-compile")
 _COMPILING: dict = {}  # signature -> future, the most recent _MAX_COMPILING
@@ -44,9 +57,40 @@ _DEFERRED: collections.deque = collections.deque()  # (signature, future, run)
 _MAX_DEFERRED = 8
 
 
-def compiler_options():
-    """XLA options of the host-side programs: :data:`FAST_COMPILE` on CPU."""
-    return FAST_COMPILE if jax.default_backend() == "cpu" else None
+def compiler_options(work=None):
+    """XLA options of a host-side program doing ``work`` per call, on CPU.
+
+    :data:`QUICK_COMPILE` when ``work`` (see :func:`work_of`) is at most
+    :data:`QUICK_WORK`, else (or when unknown) :data:`FAST_COMPILE`; None (the
+    backend's defaults) on accelerators.
+    """
+    if jax.default_backend() != "cpu":
+        return None
+    return QUICK_COMPILE if work is not None and work <= QUICK_WORK else FAST_COMPILE
+
+
+def work_of(params, data) -> float | None:
+    """Rows times parameters: the multiply-adds of a pass of a linear model.
+
+    ``params`` are one problem's parameters (a pytree); rows are the leading
+    extents (all but the last axis) of the largest array of ``data``, a batch's
+    problems included. None when that array has one axis (sparse data's
+    entries: compile those programs well).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> work_of({"w": np.zeros(13), "b": np.zeros(())}, (np.zeros((5, 112, 13)),))
+    7840.0
+    """
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        return None
+    largest = max(leaves, key=np.size)
+    if np.ndim(largest) < 2:
+        return None
+    n_params = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
+    return float(np.prod(np.shape(largest)[:-1])) * n_params
 
 
 def compile_in_background(program, args) -> concurrent.futures.Future:

@@ -32,6 +32,7 @@ from skfarho.core.compile_ahead import (
     compile_in_background,
     compiler_options,
     wait_compiled,
+    work_of,
 )
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, implicit_hypergradient
 from skfarho.core.inner_solve import scipy_lbfgs_minimize
@@ -87,7 +88,8 @@ def HostImplicit(tol: float = 1e-6, max_inner_iter: int = 1000,  # noqa: N802
                     inner_solver="scipy")
 
 
-def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False) -> dict:
+def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False,
+                  work=None) -> dict:
     """The two jitted programs of ``Implicit(inner_solver="scipy")``, cached.
 
     ``inner_value_and_grad(params, hparams, fixed, inner_data)`` feeds SciPy's
@@ -101,7 +103,9 @@ def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False) -> dict
     tol, hparams, fixed, inner_data, outer_data)``, and that problem's
     ``params`` and ``adjoint`` with the whole batch's data (a batch calls it
     once per problem). Learned ``hparams`` and ``fixed`` ones are separate
-    traced arguments, so new values never recompile.
+    traced arguments, so new values never recompile. ``work`` (rows times
+    parameters of a call, :func:`~skfarho.core.compile_ahead.work_of`) picks
+    their XLA options (:func:`~skfarho.core.compile_ahead.compiler_options`).
 
     Examples
     --------
@@ -115,13 +119,14 @@ def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False) -> dict
     >>> sorted(host_programs(problem, batched=True))
     ['hypergradient', 'inner_value_and_grad']
     """
-    return {"inner_value_and_grad": _inner_program(problem, batched),
+    options = tuple(sorted((compiler_options(work) or {}).items()))
+    return {"inner_value_and_grad": _inner_program(problem, batched, options),
             "hypergradient": _hypergradient_program(problem, linear_solver,
-                                                    batched)}
+                                                    batched, options)}
 
 
 @functools.lru_cache(maxsize=64)
-def _inner_program(problem, batched):
+def _inner_program(problem, batched, options):
     def inner_value_and_grad(params, hparams, fixed, inner_data):
         bound = bind_fixed(problem, fixed)
         return jax.value_and_grad(bound.inner_loss)(params, hparams, *inner_data)
@@ -129,11 +134,11 @@ def _inner_program(problem, batched):
     if batched:
         inner_value_and_grad = jax.vmap(inner_value_and_grad,
                                         in_axes=(0, None, None, 0))
-    return jax.jit(inner_value_and_grad, compiler_options=compiler_options())
+    return jax.jit(inner_value_and_grad, compiler_options=dict(options) or None)
 
 
 @functools.lru_cache(maxsize=64)
-def _hypergradient_program(problem, linear_solver, batched):
+def _hypergradient_program(problem, linear_solver, batched, options):
     def hypergradient(params, adjoint, tol, hparams, fixed, inner_data, outer_data):
         return implicit_hypergradient(bind_fixed(problem, fixed), hparams, params,
                                       inner_data, outer_data, linear_solver, adjoint,
@@ -149,13 +154,14 @@ def _hypergradient_program(problem, linear_solver, batched):
                              outer_data)
 
     return jax.jit(problem_of_batch if batched else hypergradient,
-                   compiler_options=compiler_options())
+                   compiler_options=dict(options) or None)
 
 
 def host_solve_inner(method, problem, hparams, inner_data, init, tol, fixed=None):
     """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B from
     ``init`` over the cached value-and-gradient program (NumPy out)."""
-    return _solve(_inner_program(problem, False), init, float(tol),
+    program = host_programs(problem, work=work_of(init, inner_data))
+    return _solve(program["inner_value_and_grad"], init, float(tol),
                   method.max_inner_iter, hparams, {} if fixed is None else fixed,
                   jax.device_put(inner_data), batched=False)
 
@@ -194,10 +200,6 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                    tol, fixed, batched):
     tol = float(method.tol if tol is None else tol)
     fixed = {} if fixed is None else fixed
-    programs = host_programs(problem, method.linear_solver, batched)
-    # on the device once, not at each of the many program calls below
-    hparams, fixed, inner_data, outer_data = jax.device_put(
-        (hparams, fixed, inner_data, outer_data))
     count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
         start = jax.tree_util.tree_map(
@@ -207,6 +209,12 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                 lambda leaf: np.repeat(leaf[None], count, axis=0), start)
         warm_start = ImplicitWarmStart(start, jax.tree_util.tree_map(np.zeros_like,
                                                                      start))
+    one = _take(0, warm_start.params) if batched else warm_start.params
+    programs = host_programs(problem, method.linear_solver, batched,
+                             work_of(one, inner_data))
+    # on the device once, not at each of the many program calls below
+    hparams, fixed, inner_data, outer_data = jax.device_put(
+        (hparams, fixed, inner_data, outer_data))
     hypergradient = programs["hypergradient"]
 
     def arguments(k, params):

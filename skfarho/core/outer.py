@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from skfarho.core.compile_ahead import compile_when_idle
+from skfarho.core.compile_ahead import compile_when_idle, compiler_options
 from skfarho.core.implicit import Implicit
 from skfarho.core.method import HypergradientMethod
 
@@ -109,7 +109,8 @@ def compiled_update(optimizer, project=None):
             new_hparams = project(new_hparams)
         return new_hparams, opt_state, otu.tree_norm(grad)
 
-    return jax.jit(update)
+    # elementwise work on the hyperparameters: compiled quickly, not well
+    return jax.jit(update, compiler_options=compiler_options(work=0))
 
 
 def _host_outer_step(problem, method, optimizer, project):
@@ -220,8 +221,7 @@ def minimize_hyperparameters(
     method = Implicit() if method is None else method
     optimizer = _default_optimizer() if optimizer is None else optimizer
     step_fn = compiled_outer_step(problem, method, optimizer, project)
-    hparams = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.asarray(x).dtype),
-                                     hparams)
+    hparams = jax.tree_util.tree_map(_as_array, hparams)
     opt_state = optimizer.init(hparams) if opt_state is None else opt_state
     fixed = {} if fixed is None else fixed
     if not method.traceable:  # compiles while the first step waits for its own
@@ -232,7 +232,7 @@ def minimize_hyperparameters(
     best = (np.inf, hparams, None)
     since_best, converged, start = 0, False, time.perf_counter()
     for k in range(num_steps):
-        tol_arg = None if tol_schedule is None else jnp.asarray(tol_schedule(k))
+        tol_arg = None if tol_schedule is None else np.asarray(tol_schedule(k))
         new_hparams, opt_state, result, grad_norm = step_fn(
             hparams, opt_state, warm_start, tol_arg, inner_data, outer_data, fixed
         )
@@ -261,6 +261,15 @@ def minimize_hyperparameters(
     if keep == "last":
         best = (value, hparams, result.params)
     return OuterResult(best[1], best[2], history, len(history["value"]), converged)
+
+
+def _as_array(value):
+    """``value`` as a JAX array of its own dtype (a NumPy array is only put on
+    the device: ``jnp.asarray`` would compile a small program for it)."""
+    if isinstance(value, np.ndarray) and value.dtype == jax.dtypes.canonicalize_dtype(
+            value.dtype):
+        return jax.device_put(value)
+    return jnp.asarray(value, jnp.asarray(value).dtype)
 
 
 @functools.cache
