@@ -199,6 +199,7 @@ def host_call_batch(method, problem, hparams, inner_data, outer_data,
 def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                    tol, fixed, batched):
     tol = float(method.tol if tol is None else tol)
+    linear_tol = tol * method.linear_tol_factor
     fixed = {} if fixed is None else fixed
     count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
@@ -220,10 +221,10 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     def arguments(k, params):
         """The hypergradient program's arguments for problem ``k`` (or the one)."""
         if not batched:
-            return (params, warm_start.adjoint, tol, hparams, fixed, inner_data,
-                    outer_data)
-        return (np.int32(k), _take(k, params), _take(k, warm_start.adjoint), tol,
-                hparams, fixed, inner_data, outer_data)
+            return (params, warm_start.adjoint, linear_tol, hparams, fixed,
+                    inner_data, outer_data)
+        return (np.int32(k), _take(k, params), _take(k, warm_start.adjoint),
+                linear_tol, hparams, fixed, inner_data, outer_data)
 
     # the hypergradient program compiles on another core while SciPy solves
     compiling = compile_in_background(hypergradient,
