@@ -223,15 +223,19 @@ def test_compile_level_follows_the_work_of_a_call(rng):
         FAST_COMPILE,
         QUICK_COMPILE,
         QUICK_WORK,
+        _known,
         compiler_options,
         work_of,
     )
 
     if jax.default_backend() != "cpu":
         pytest.skip("compiler options are chosen on CPU only")
-    assert compiler_options(QUICK_WORK) == QUICK_COMPILE
-    assert compiler_options(2 * QUICK_WORK) == FAST_COMPILE
-    assert compiler_options(None) == FAST_COMPILE
+    level = "xla_backend_optimization_level"
+    assert compiler_options(QUICK_WORK)[level] == QUICK_COMPILE[level] == 0
+    assert compiler_options(2 * QUICK_WORK)[level] == FAST_COMPILE[level] == 2
+    assert compiler_options(None)[level] == 2
+    # an option this XLA does not know is left out, not an error at every fit
+    assert _known(((level, 0), ("xla_no_such_option", True))) == {level: 0}
     assert work_of({"w": np.zeros((5, 3)), "b": np.zeros(3)},
                    (np.zeros((4, 100, 5)), np.zeros((4, 100)))) == 400 * 18
     assert work_of({"w": np.zeros(5)}, (np.zeros(1000),)) is None  # sparse entries

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 
 import jax
 import numpy as np
@@ -30,21 +31,25 @@ import numpy as np
 __all__ = ["FAST_COMPILE", "QUICK_COMPILE", "QUICK_WORK", "compile_in_background",
            "compile_when_idle", "compiler_options", "wait_compiled", "work_of"]
 
-# XLA:CPU options for the host-side programs, chosen by measurement (digits and
-# the 500-feature problem of benchmarks/bench_vs_search.py, 2 cores): LLVM level 2
-# and one code-generation split compiled in about the default time and ran warm
-# fits 20-25% faster than the defaults; level 0 compiled a third faster but ran
-# 40-50% slower.
+# XLA:CPU options for the host-side programs, chosen by measurement (the fits of
+# benchmarks/bench_vs_search.py, 2 cores). LLVM level 2 and one code-generation
+# split compiled in about the default time and ran warm fits 20-25% faster than
+# the defaults. XLA's newer fusion emitters off (the older, direct LLVM
+# emission): every program compiled 1.5-2.5x faster at level 0 (wine's 5-fold
+# programs 1.01 -> 0.42 s, breast_cancer's 0.85 -> 0.37 s) and 5-40% faster at
+# level 2 (the 500-feature problem 1.39 -> 0.87 s, binary_digits 1.24 -> 0.75 s),
+# for the same warm fits. Options this XLA does not know are left out.
 FAST_COMPILE = {"xla_backend_optimization_level": 2,
-                "xla_cpu_parallel_codegen_split_count": 1}
+                "xla_cpu_parallel_codegen_split_count": 1,
+                "xla_cpu_use_fusion_emitters": False}
 
-# ... and for programs that do little work per call (QUICK_WORK): LLVM level 0.
-# Measured on the 5-fold fits of benchmarks/bench_vs_search.py (2 cores, every
-# program compiled in turn): wine's programs compiled in 0.94 s instead of 1.47 s,
-# breast_cancer's in 0.88 s instead of 1.21 s, for warm fits 0.01-0.03 s slower;
-# binary_digits' (1,280 rows x 65 parameters a fold) compiled 0.3 s faster but ran
-# 0.11 s slower a fit, digits_noisy's 0.3 s slower: those keep FAST_COMPILE.
-QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+# ... and for programs that do little work per call (QUICK_WORK), LLVM level 0:
+# wine's programs compiled in 0.42 s instead of 0.9 s at level 2, breast_cancer's
+# in 0.37 s, for warm fits 0.01-0.03 s slower; binary_digits' (1,280 rows x 65
+# parameters a fold) ran 0.1 s slower a fit, digits' and the 500-feature
+# problem's 0.3-0.5 s slower: those keep FAST_COMPILE.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0,
+                 "xla_cpu_use_fusion_emitters": False}
 QUICK_WORK = 2e5
 """Rows times parameters of one call (all problems of a batch) up to which a
 host-side program is compiled with :data:`QUICK_COMPILE`."""
@@ -66,7 +71,25 @@ def compiler_options(work=None):
     """
     if jax.default_backend() != "cpu":
         return None
-    return QUICK_COMPILE if work is not None and work <= QUICK_WORK else FAST_COMPILE
+    quick = work is not None and work <= QUICK_WORK
+    return _known(tuple((QUICK_COMPILE if quick else FAST_COMPILE).items()))
+
+
+@functools.cache
+def _known(options) -> dict:
+    """``options`` less those this XLA rejects (one empty program compiled per
+    set, and one per option if the set is rejected)."""
+
+    def accepted(chosen):
+        try:
+            jax.jit(lambda: 0, compiler_options=dict(chosen)).lower().compile()
+        except Exception:  # e.g. "No such compile option" from an older XLA
+            return False
+        return True
+
+    if accepted(options):
+        return dict(options)
+    return {name: value for name, value in options if accepted(((name, value),))}
 
 
 def work_of(params, data) -> float | None:
