@@ -356,6 +356,7 @@ class GradientHOEstimator(BaseEstimator):
                 method.method, linear_tol_factor=factor))
         optimizer, opt_state = outer_optimizer(self.outer_optimizer,
                                                self.outer_learning_rate, learned)
+        secant = optimizer_name(self.outer_optimizer, learned) == "rprop_secant"
         result = learn_hyperparameters(
             problem, objective, data, method, optimizer, learned, fixed,
             splits=splits, refit=self.refit, hint=self._convergence_hint(method),
@@ -366,8 +367,8 @@ class GradientHOEstimator(BaseEstimator):
                 * self._gradient_scale(data), self._inner_tol(data))
                 if implicit else None),
             patience=self.n_iter_no_change, min_delta=self.tol,
-            step_tol=(STEP_TOL if optimizer_name(self.outer_optimizer, learned)
-                      == "rprop_secant" else 0.0),
+            step_tol=STEP_TOL if secant else 0.0,
+            gain_tol=self.tol if secant else 0.0,
             keep="last" if is_online(method) else "best",
             callback=self._progress())
         if not result.converged:

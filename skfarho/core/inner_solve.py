@@ -115,6 +115,7 @@ def scipy_lbfgs_minimize(
     memory_size: int = 30,
     grad_norm: Callable[[PyTree], float] | None = None,
     ftol: float = 1e-15,
+    reduction: float = 0.0,
 ) -> PyTree:
     """Minimize with SciPy's L-BFGS-B on the host, stopping as :func:`lbfgs_minimize`.
 
@@ -146,6 +147,11 @@ def scipy_lbfgs_minimize(
         SciPy's stop on the relative decrease of the value (a floor of float64
         precision); 0 for sums of independent problems, whose total loses the
         digits in which one problem still decreases.
+    reduction : float, default=0.0
+        Also reduce the gradient norm to ``reduction`` times its value at
+        ``init_params``: the stopping threshold is ``min(tol, reduction *
+        initial_norm)``. A warm start that already meets ``tol`` (the previous
+        solution, after a small change of the hyperparameters) then still moves.
 
     Returns
     -------
@@ -180,6 +186,7 @@ def scipy_lbfgs_minimize(
 
     x0 = flat.ravel(init_params)
     value, _ = fun(x0)
+    tol = min(tol, reduction * last["grad_norm"]) if reduction > 0 else tol
     if not np.isfinite(value) or last["grad_norm"] < tol:
         return flat.unravel(x0)
     # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it implies

@@ -125,6 +125,30 @@ def _host_outer_step(problem, method, optimizer, project):
     return step
 
 
+class _SignChanges:
+    """Called with each hypergradient: True once every entry has changed sign."""
+
+    def __init__(self):
+        self.first = self.changed = None
+
+    def __call__(self, grad) -> bool:
+        signs = np.concatenate([np.sign(np.ravel(leaf))
+                                for leaf in jax.tree_util.tree_leaves(grad)])
+        if self.first is None:
+            self.first, self.changed = signs, np.zeros(signs.shape, bool)
+        self.changed |= signs * self.first < 0
+        return bool(np.all(self.changed))
+
+
+def _inner_product(grad, before, after) -> float:
+    """``<grad, after - before>``."""
+    return float(sum(np.vdot(np.asarray(g), np.asarray(a) - np.asarray(b))
+                     for g, b, a in zip(jax.tree_util.tree_leaves(grad),
+                                        jax.tree_util.tree_leaves(before),
+                                        jax.tree_util.tree_leaves(after),
+                                        strict=True)))
+
+
 def _largest_change(before, after):
     return max((float(np.max(np.abs(np.asarray(b) - np.asarray(a)), initial=0.0))
                 for a, b in zip(jax.tree_util.tree_leaves(before),
@@ -148,6 +172,7 @@ def minimize_hyperparameters(
     tol_schedule: Callable[[int], float] | None = None,
     grad_tol: float = 0.0,
     step_tol: float = 0.0,
+    gain_tol: float = 0.0,
     patience: int | None = None,
     min_delta: float = 1e-4,
     project: Callable[[PyTree], PyTree] | None = None,
@@ -183,6 +208,12 @@ def minimize_hyperparameters(
     step_tol : float, default=0.0
         Stop when no hyperparameter would move by more than ``step_tol`` (the
         largest absolute entry of the optimizer's update), as SciPy's ``xtol``.
+    gain_tol : float, default=0.0
+        Once every hypergradient entry has changed sign (each hyperparameter's
+        optimum is bracketed), stop when the step's first-order predicted
+        decrease of the outer objective, ``-<hypergradient, step>``, is below
+        ``gain_tol * |objective|``: a step not expected to gain what ``min_delta``
+        counts as an improvement.
     patience : int, optional
         Stop after ``patience`` steps without a relative improvement of at least
         ``min_delta`` of the best outer objective.
@@ -231,6 +262,7 @@ def minimize_hyperparameters(
     history = {"value": [], "grad_norm": [], "time": [], "hparams": []}
     best = (np.inf, hparams, None)
     since_best, converged, start = 0, False, time.perf_counter()
+    bracketed = _SignChanges()
     for k in range(num_steps):
         tol_arg = None if tol_schedule is None else np.asarray(tol_schedule(k))
         new_hparams, opt_state, result, grad_norm = step_fn(
@@ -251,6 +283,10 @@ def minimize_hyperparameters(
             since_best += 1
         stop = callback is not None and bool(callback(k, hparams, result))
         if step_tol > 0 and _largest_change(hparams, new_hparams) <= step_tol:
+            stop = True
+        if (gain_tol > 0 and bracketed(result.grad)
+                and -_inner_product(result.grad, hparams, new_hparams)
+                < gain_tol * abs(value)):
             stop = True
         if stop or grad_norm <= grad_tol or (patience and since_best >= patience):
             converged = True
