@@ -253,3 +253,18 @@ def test_compile_level_follows_the_work_of_a_call(rng):
     fast_leaves = jax.tree_util.tree_leaves(fast["hypergradient"](*arguments))
     for got, expected in zip(quick_leaves, fast_leaves, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("inner_solver", ["scipy", "lbfgs"])
+def test_linear_tol_factor_loosens_the_linear_solve(inner_solver, rng):
+    """Implicit(linear_tol_factor): the adjoint solved to factor * tol."""
+    data = make_data("multinomial", rng)
+    problem = make_problem("multinomial")
+    hparams = _implicit_hparams("multinomial", rng)
+    exact = Implicit(tol=1e-11, inner_solver=inner_solver)(problem, hparams, *data)
+    loose = Implicit(tol=1e-11, inner_solver=inner_solver,
+                     linear_tol_factor=1e9)(problem, hparams, *data)
+    error = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(jax.tree_util.tree_leaves(loose.grad),
+                                jax.tree_util.tree_leaves(exact.grad), strict=True))
+    assert 1e-9 < error < 1e-1

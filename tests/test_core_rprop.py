@@ -104,3 +104,45 @@ def test_joint_host_solve_equals_the_loop_over_folds(rng):
                       for k in range(4)], axis=0)
     np.testing.assert_allclose(joint.grad["log_alpha"], looped, rtol=1e-6,
                                atol=1e-10)
+
+
+def test_gain_tolerance_stops_once_bracketed(rng):
+    """gain_tol stops when a step's predicted decrease is negligible, only after
+    the hypergradient has changed sign, where the full run ends up."""
+    inner, outer = make_data("ridge", rng)
+    problem = make_problem("ridge")
+    hparams = {"log_alpha": jnp.asarray(0.0)}
+    common = dict(method=Implicit(), optimizer=rprop_secant(0.2), num_steps=60,
+                  tol_schedule=tolerance_schedule("exponential", 1e-6, 1e-10))
+    full = minimize_hyperparameters(problem, hparams, inner, outer, **common)
+    stopped = minimize_hyperparameters(problem, hparams, inner, outer,
+                                       gain_tol=1e-4, **common)
+    assert stopped.converged and stopped.n_steps < full.n_steps
+    np.testing.assert_allclose(stopped.hparams["log_alpha"],
+                               full.hparams["log_alpha"], atol=5e-2)
+    # a huge gain_tol cannot stop it before the optimum is bracketed
+    early = minimize_hyperparameters(problem, hparams, inner, outer,
+                                     gain_tol=1e6, **common)
+    assert early.n_steps >= 2
+
+
+def test_warm_start_meeting_the_tolerance_still_moves():
+    """reduction: a start that meets tol is returned as it is without it (SciPy),
+    improved tenfold with it (SciPy's L-BFGS-B and the traced optax L-BFGS)."""
+    import jax
+
+    from skfarho.core.inner_solve import lbfgs_minimize, scipy_lbfgs_minimize
+
+    scale = jnp.array([1.0, 10.0, 100.0])
+    value_and_grad = jax.jit(jax.value_and_grad(
+        lambda w: 0.5 * jnp.sum(scale * (w - 1.0) ** 2)))
+    start = jnp.array([1.0 + 1e-4, 1.0 - 1e-5, 1.0 + 1e-6])
+    start_norm = float(np.linalg.norm(value_and_grad(start)[1]))
+    same = scipy_lbfgs_minimize(value_and_grad, start, tol=1e-2)
+    np.testing.assert_array_equal(same, start)
+    moved = scipy_lbfgs_minimize(value_and_grad, start, tol=1e-2, reduction=0.1)
+    assert float(np.linalg.norm(value_and_grad(moved)[1])) <= 0.1 * start_norm
+    traced, norm = jax.jit(lambda w: lbfgs_minimize(
+        lambda v: value_and_grad(v)[0], w, tol=1e-2, reduction=0.1))(start)
+    assert float(norm) <= 0.1 * start_norm
+    assert float(np.linalg.norm(value_and_grad(traced)[1])) <= 0.1 * start_norm

@@ -44,17 +44,6 @@ __all__ = ["HostImplicit", "host_call", "host_call_batch", "host_programs",
 
 _DEFAULT_SOLVER = CG(200, differentiable=False)
 
-WARM_START_REDUCTION = 0.1
-"""Each inner solve also reduces the gradient norm tenfold from its warm start
-(:func:`~skfarho.core.inner_solve.scipy_lbfgs_minimize`'s ``reduction``). The
-outer loop's tolerances are loose early (HOAG's schedule): after a small step of
-the hyperparameters the previous solution often met the tolerance already, so
-SciPy returned it unchanged, the outer objective and hypergradient repeated
-their previous values, and the secant steps of the outer optimizer were fed
-stale numbers. Measured with the estimators' defaults on
-``benchmarks/bench_vs_search.py``'s splits: 5-fold digits took 5 outer steps
-instead of 9 (test log-loss 0.1181 against 0.1176, grid 0.1149), wine 7 instead
-of 11 (0.0078 against 0.0095, grid 0.0106); the other five data sets unchanged."""
 
 
 def HostImplicit(tol: float = 1e-6, max_inner_iter: int = 1000,  # noqa: N802
@@ -173,8 +162,8 @@ def host_solve_inner(method, problem, hparams, inner_data, init, tol, fixed=None
     """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B from
     ``init`` over the cached value-and-gradient program (NumPy out)."""
     program = host_programs(problem, work=work_of(init, inner_data))
-    return _solve(program["inner_value_and_grad"], init, float(tol),
-                  method.max_inner_iter, hparams, {} if fixed is None else fixed,
+    return _solve(program["inner_value_and_grad"], init, float(tol), method,
+                  hparams, {} if fixed is None else fixed,
                   jax.device_put(inner_data), batched=False)
 
 
@@ -199,10 +188,13 @@ def host_call_batch(method, problem, hparams, inner_data, outer_data,
     a :class:`~skfarho.core.HypergradResult`, NumPy. :class:`~skfarho.core.Batched`
     calls it for a batch of more than one.
 
-    Measured on the default 5-fold fits of ``benchmarks/bench_vs_search.py``
-    (warm, 2 cores, against the loop over folds): diabetes 0.45 -> 0.15 s,
-    wine 0.26 -> 0.11 s, breast_cancer 0.18 -> 0.09 s; digits, whose time is
-    the products themselves, 1.50 -> 1.43 s.
+    Why one SciPy run for the batch: each L-BFGS-B iteration then costs one
+    program call for all folds instead of one per fold, which is what small
+    problems spend their time on (Python and dispatch, not arithmetic): when it
+    replaced the loop over folds, warm 5-fold fits of
+    ``benchmarks/bench_vs_search.py`` took a third of the time on diabetes and
+    wine and half on breast_cancer, and about the same on digits, whose time is
+    the products themselves.
     """
     return _hypergradient(method, problem, hparams, inner_data, outer_data,
                           warm_start, tol, fixed, batched=True)
@@ -242,7 +234,7 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     compiling = compile_in_background(hypergradient,
                                       arguments(0, warm_start.adjoint))
     params = _solve(programs["inner_value_and_grad"], warm_start.params, tol,
-                    method.max_inner_iter, hparams, fixed, inner_data, batched)
+                    method, hparams, fixed, inner_data, batched)
     wait_compiled(compiling)  # a failed warm-up compiles when called
     results = [jax.tree_util.tree_map(np.asarray, hypergradient(*arguments(k, params)))
                for k in range(count or 1)]
@@ -265,19 +257,21 @@ def _take(k, tree):
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[k], tree)
 
 
-def _solve(value_and_grad, init, tol, maxiter, hparams, fixed, inner_data, batched):
+def _solve(value_and_grad, init, tol, method, hparams, fixed, inner_data, batched):
     """The inner solution from ``init``: one problem, or the sum of a batch's."""
+    options = {"maxiter": method.max_inner_iter,
+               "reduction": method.warm_start_reduction}
     if not batched:
         return scipy_lbfgs_minimize(
             lambda params: value_and_grad(params, hparams, fixed, inner_data),
-            init, tol, maxiter, reduction=WARM_START_REDUCTION)
+            init, tol, **options)
 
     def summed(params):
         values, grads = value_and_grad(params, hparams, fixed, inner_data)
         return np.sum(np.asarray(values)), grads
 
-    return scipy_lbfgs_minimize(summed, init, tol, maxiter, grad_norm=_largest_norm,
-                                ftol=0.0, reduction=WARM_START_REDUCTION)
+    return scipy_lbfgs_minimize(summed, init, tol, grad_norm=_largest_norm,
+                                ftol=0.0, **options)
 
 
 def _largest_norm(grads):

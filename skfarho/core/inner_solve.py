@@ -30,6 +30,7 @@ def lbfgs_minimize(
     tol,
     maxiter: int = 1000,
     memory_size: int = 10,
+    reduction: float = 0.0,
 ) -> tuple[PyTree, jax.Array]:
     """Minimize ``fun`` with optax's L-BFGS (zoom line search) in a ``while_loop``.
 
@@ -46,6 +47,9 @@ def lbfgs_minimize(
         Iteration budget.
     memory_size : int, default=10
         Number of curvature pairs kept.
+    reduction : float, default=0.0
+        Also reduce the gradient norm to ``reduction`` times its value at
+        ``init_params`` (see :func:`stopping_threshold`).
 
     Returns
     -------
@@ -81,10 +85,33 @@ def lbfgs_minimize(
         unfinished = (grad_norm >= tol) & jnp.isfinite(grad_norm)
         return (count == 0) | ((count < maxiter) & unfinished)
 
+    if reduction > 0:
+        tol = stopping_threshold(tol, reduction,
+                                 otu.tree_norm(jax.grad(fun)(init_params)), jnp)
     inf = jnp.full((), jnp.inf, otu.tree_norm(init_params).dtype)
     init = (init_params, optimizer.init(init_params), inf)
     params, _, grad_norm = jax.lax.while_loop(keep_going, step, init)
     return params, grad_norm
+
+
+def stopping_threshold(tol, reduction, initial_norm, xp=np):
+    """The gradient norm an inner solve stops at: ``tol``, and ``reduction``
+    times the norm at the start, down to a floor of ``tol / 1000``.
+
+    A warm start that already meets ``tol`` (the previous solution, after a small
+    change of the hyperparameters) then still moves, where it would be returned
+    unchanged; the floor keeps an exact start from asking for the impossible.
+
+    Examples
+    --------
+    >>> float(stopping_threshold(1e-3, 0.1, 1.0))  # a cold start: tol
+    0.001
+    >>> float(stopping_threshold(1e-3, 0.1, 2e-4))  # a warm start meeting tol
+    2e-05
+    >>> float(stopping_threshold(1e-3, 0.1, 0.0))  # an exact start
+    1e-06
+    """
+    return xp.minimum(tol, xp.maximum(reduction * initial_norm, 1e-3 * tol))
 
 
 class Flattener:
@@ -149,9 +176,7 @@ def scipy_lbfgs_minimize(
         digits in which one problem still decreases.
     reduction : float, default=0.0
         Also reduce the gradient norm to ``reduction`` times its value at
-        ``init_params``: the stopping threshold is ``min(tol, reduction *
-        initial_norm)``. A warm start that already meets ``tol`` (the previous
-        solution, after a small change of the hyperparameters) then still moves.
+        ``init_params`` (see :func:`stopping_threshold`).
 
     Returns
     -------
@@ -186,7 +211,8 @@ def scipy_lbfgs_minimize(
 
     x0 = flat.ravel(init_params)
     value, _ = fun(x0)
-    tol = min(tol, reduction * last["grad_norm"]) if reduction > 0 else tol
+    if reduction > 0:
+        tol = float(stopping_threshold(tol, reduction, last["grad_norm"], np))
     if not np.isfinite(value) or last["grad_norm"] < tol:
         return flat.unravel(x0)
     # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it implies
