@@ -9,8 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from skfarho.core.host_implicit import host_call_batch
-from skfarho.core.implicit import Implicit
 from skfarho.core.problem import HypergradResult
 
 PyTree = Any
@@ -29,11 +27,12 @@ class Batched:
     ----------
     method : HypergradientMethod
         Any hypergradient method (:class:`Reverse`, :class:`Forward`,
-        :class:`Implicit`, ...). A traceable one is ``vmap``-ped. The host-side
-        ``Implicit(inner_solver="scipy")`` solves the whole batch in one SciPy
-        run over ``vmap``-ped programs
-        (:func:`~skfarho.core.host_implicit.host_call_batch`); other host-side
-        methods run in a Python loop over the batch. Results are NumPy then.
+        :class:`Implicit`, ...). A traceable one is ``vmap``-ped. A host-side
+        method with a ``call_batch`` member (the optional extension of
+        :class:`~skfarho.core.HypergradientMethod`; ``Implicit(inner_solver=
+        "scipy")``'s solves the whole batch in one SciPy run) gets batches of
+        more than one problem; other host-side methods run in a Python loop
+        over the batch. Results are NumPy then.
 
     Examples
     --------
@@ -64,11 +63,11 @@ class Batched:
         return self.method.divergence_hint
 
     def _solves_batch_on_host(self, inner_data) -> bool:
-        """The host-side implicit method on more than one problem: one joint
-        solve (:func:`~skfarho.core.host_implicit.host_call_batch`)."""
+        """A host-side method that solves batches itself, on more than one."""
         leaves = jax.tree_util.tree_leaves(inner_data)
-        return (isinstance(self.method, Implicit) and not self.traceable
-                and bool(leaves) and len(leaves[0]) > 1)
+        call_batch = getattr(self.method, "call_batch", None)
+        return (not self.traceable and callable(call_batch) and bool(leaves)
+                and len(leaves[0]) > 1)
 
     def _map(self, fun, *batched):
         if self.traceable:
@@ -95,8 +94,8 @@ class Batched:
             return self.method(problem, hparams, inner, outer, warm, tol, fixed)
 
         if self._solves_batch_on_host(inner_data):
-            results = host_call_batch(self.method, problem, hparams, inner_data,
-                                      outer_data, warm_start, tol, fixed)
+            results = self.method.call_batch(problem, hparams, inner_data,
+                                             outer_data, warm_start, tol, fixed)
         else:
             results = self._map(one, inner_data, outer_data, warm_start)
         xp = jnp if self.traceable else np

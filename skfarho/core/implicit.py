@@ -141,6 +141,18 @@ class Implicit:
         return self.inner_solver != "scipy"
 
 
+    def call_batch(self, problem, hparams, inner_data, outer_data, warm_start=None,
+                   tol=None, fixed=None) -> HypergradResult:
+        """The per-problem results on a batch (a leading axis), solved jointly on
+        the host (:func:`~skfarho.core.host_implicit.host_call_batch`):
+        :class:`~skfarho.core.Batched` calls it for the host-side solver."""
+        if self.traceable:
+            raise TypeError("call_batch is the host-side solver's; vmap a "
+                            "traceable Implicit (Batched does).")
+        from skfarho.core.host_implicit import host_call_batch
+        return host_call_batch(self, problem, hparams, inner_data, outer_data,
+                               warm_start, tol, fixed)
+
     def init_warm_start(self, problem, hparams, inner_data, fixed=None):
         """``init_params(hparams)`` and a zero adjoint, the structure of later ones.
 

@@ -6,6 +6,12 @@ or the estimators, as optimistix passes an adjoint and optax an optimizer. It is
 typed structurally, like optax's ``GradientTransformation``: any object with the
 members of :class:`HypergradientMethod` is one, no base class needed.
 
+A host-side method (``traceable`` False) may also define ``call_batch``, with
+``__call__``'s signature, returning the per-problem results (not averaged) of a
+batch of problems stacked along a leading axis, to solve them jointly:
+:class:`~skfarho.core.Batched` then calls it instead of looping over the batch
+(``Implicit(inner_solver="scipy")`` runs one SciPy solve for all).
+
 To add a method, write a frozen dataclass with these five members (see
 :class:`~skfarho.core.Reverse` for a short one) and check it against central
 finite differences in float64 (``tests/test_core_hypergradients.py``).
