@@ -57,7 +57,10 @@ def compiled_outer_step(problem, method, optimizer, project=None):
 
     Data, hyperparameters, fixed hyperparameters, optimizer state, warm start and
     tolerance are traced arguments: fitting again on same-shaped data reuses the
-    compiled program. For a method that is not ``traceable`` (e.g.
+    compiled program, which on CPU carries
+    :func:`~skfarho.core.compile_ahead.compiler_options` (the fusion emitters
+    off: a reverse-mode fit of breast_cancer compiled in 1.9 s instead of 2.4 s,
+    for the same warm fits). For a method that is not ``traceable`` (e.g.
     ``Implicit(inner_solver="scipy")``) the step is a Python function that calls
     the method's own jitted pieces and a jitted optimizer update.
 
@@ -80,7 +83,7 @@ def compiled_outer_step(problem, method, optimizer, project=None):
             new_hparams = project(new_hparams)
         return new_hparams, opt_state, result, otu.tree_norm(result.grad)
 
-    return jax.jit(step)
+    return jax.jit(step, compiler_options=compiler_options())
 
 
 @functools.lru_cache(maxsize=128)
@@ -95,7 +98,8 @@ def compiled_solve_inner(problem, method):
     def solve(hparams, inner_data, fixed, warm_start, tol):
         return method.solve_inner(problem, hparams, inner_data, warm_start, tol, fixed)
 
-    return jax.jit(solve) if method.traceable else solve
+    return (jax.jit(solve, compiler_options=compiler_options()) if method.traceable
+            else solve)
 
 
 @functools.lru_cache(maxsize=128)
