@@ -66,15 +66,24 @@ def test_rprop_secant_adapts_each_entry_and_injects_its_step_size():
     np.testing.assert_allclose(updates["b"], 1.0)
 
 
-def test_step_tolerance_stops_the_outer_loop(rng):
+def _ridge_outer_loop(rng):
+    """``run(**options)``: the outer loop of one ridge strength, rprop_secant."""
     inner, outer = make_data("ridge", rng)
     problem = make_problem("ridge")
     hparams = {"log_alpha": jnp.asarray(0.0)}
-    common = dict(method=Implicit(), optimizer=rprop_secant(0.2), num_steps=60,
-                  tol_schedule=tolerance_schedule("exponential", 1e-6, 1e-10))
-    full = minimize_hyperparameters(problem, hparams, inner, outer, **common)
-    stopped = minimize_hyperparameters(problem, hparams, inner, outer,
-                                       step_tol=1e-3, **common)
+
+    def run(**options):
+        return minimize_hyperparameters(
+            problem, hparams, inner, outer, method=Implicit(),
+            optimizer=rprop_secant(0.2), num_steps=60,
+            tol_schedule=tolerance_schedule("exponential", 1e-6, 1e-10), **options)
+
+    return run
+
+
+def test_step_tolerance_stops_the_outer_loop(rng):
+    run = _ridge_outer_loop(rng)
+    full, stopped = run(), run(step_tol=1e-3)
     assert stopped.converged and not full.converged
     assert stopped.n_steps < 25
     # it stopped where the full run ends up
@@ -109,21 +118,13 @@ def test_joint_host_solve_equals_the_loop_over_folds(rng):
 def test_gain_tolerance_stops_once_bracketed(rng):
     """gain_tol stops when a step's predicted decrease is negligible, only after
     the hypergradient has changed sign, where the full run ends up."""
-    inner, outer = make_data("ridge", rng)
-    problem = make_problem("ridge")
-    hparams = {"log_alpha": jnp.asarray(0.0)}
-    common = dict(method=Implicit(), optimizer=rprop_secant(0.2), num_steps=60,
-                  tol_schedule=tolerance_schedule("exponential", 1e-6, 1e-10))
-    full = minimize_hyperparameters(problem, hparams, inner, outer, **common)
-    stopped = minimize_hyperparameters(problem, hparams, inner, outer,
-                                       gain_tol=1e-4, **common)
+    run = _ridge_outer_loop(rng)
+    full, stopped = run(), run(gain_tol=1e-4)
     assert stopped.converged and stopped.n_steps < full.n_steps
     np.testing.assert_allclose(stopped.hparams["log_alpha"],
                                full.hparams["log_alpha"], atol=5e-2)
     # a huge gain_tol cannot stop it before the optimum is bracketed
-    early = minimize_hyperparameters(problem, hparams, inner, outer,
-                                     gain_tol=1e6, **common)
-    assert early.n_steps >= 2
+    assert run(gain_tol=1e6).n_steps >= 2
 
 
 def test_warm_start_meeting_the_tolerance_still_moves():
