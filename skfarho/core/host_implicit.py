@@ -45,7 +45,6 @@ __all__ = ["HostImplicit", "host_call", "host_call_batch", "host_programs",
 _DEFAULT_SOLVER = CG(200, differentiable=False)
 
 
-
 def HostImplicit(tol: float = 1e-6, max_inner_iter: int = 1000,  # noqa: N802
                  max_linear_iter: int = 200) -> Implicit:
     """``Implicit(inner_solver="scipy")``, with the former class's arguments.

@@ -70,7 +70,7 @@ class Implicit:
         The linear system is solved to relative residual ``linear_tol_factor *
         tol``. (The inner tolerance bounds an absolute gradient norm, the linear
         one a relative residual: one number for both, HOAG's choice, is a
-        convention.) The estimators pass 10 when they learn one scalar: on
+        convention.) The classifiers pass 10 when they learn one scalar: on
         5-fold digits the conjugate gradient then took 35% fewer products, for
         the same outer path and test loss.
     warm_start_reduction : float, default=0.1
@@ -139,7 +139,6 @@ class Implicit:
     def traceable(self) -> bool:
         """True with ``inner_solver="lbfgs"``, False with the host-side ``"scipy"``."""
         return self.inner_solver != "scipy"
-
 
     def call_batch(self, problem, hparams, inner_data, outer_data, warm_start=None,
                    tol=None, fixed=None) -> HypergradResult:
