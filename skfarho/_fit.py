@@ -19,7 +19,7 @@ from skfarho._hyperparameters import weights_for_refit
 from skfarho._objective import trained_rows
 from skfarho.core import DivergenceError, minimize_hyperparameters
 from skfarho.core.compile_ahead import compile_when_idle, work_of
-from skfarho.core.host_implicit import host_programs
+from skfarho.core.host_implicit import host_programs, host_solve_programs
 from skfarho.core.outer import compiled_solve_inner
 from skfarho.core.sharding import current_mesh, shard_rows
 
@@ -82,8 +82,10 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
     folds = placed_folds(folds, method)
     if refit and not method.traceable:  # while the first step waits to compile
         rows = tuple(part[0] for part in data.all_rows())
-        compile_when_idle(_value_and_grad(problem, fixed["w0"], rows),
-                          (fixed["w0"], learned, fixed, rows))
+        for program in [_value_and_grad(problem, fixed["w0"], rows),
+                        *host_solve_programs(method.method, problem, fixed["w0"],
+                                             rows)]:
+            compile_when_idle(program, (fixed["w0"], learned, fixed, rows))
     result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
                                       method=method, optimizer=optimizer,
                                       fixed=fixed, **loop_options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 
-from skfarho._base import GradientHOEstimator
+from skfarho._base import NEWTON_MAX_PARAMS, GradientHOEstimator
 from skfarho._classifier import HOClassifierMixin
 from skfarho.core.models import linear_model, squared_loss
 
@@ -274,6 +274,7 @@ class HORidge(RegressorMixin, _LinearModel, GradientHOEstimator):
     _sample_loss = staticmethod(squared_loss)
     _curvature = 1.0
     _n_outputs = 1
+    _newton_max_params = NEWTON_MAX_PARAMS
 
     def _gradient_scale(self, data):
         scale = float(np.std(data.y))

@@ -25,6 +25,7 @@ from bilevel_problems import (
 from skfarho.core import (
     CG,
     Batched,
+    Cholesky,
     HostImplicit,
     Implicit,
     minimize_hyperparameters,
@@ -85,8 +86,11 @@ def test_inner_solver_sets_traceable_and_default_linear_solver():
     assert Implicit().traceable and not _scipy().traceable
     assert Implicit() == Implicit(CG())  # the default is resolved, as before
     assert _scipy().linear_solver == CG(200, differentiable=False)
+    assert Implicit(inner_solver="newton").traceable
+    assert not Implicit(inner_solver="host_newton").traceable
+    assert Implicit(inner_solver="host_newton").linear_solver == Cholesky()
     with pytest.raises(ValueError, match="inner_solver"):
-        Implicit(inner_solver="newton")
+        Implicit(inner_solver="bogus")
 
 
 def test_host_implicit_is_the_scipy_inner_solver():

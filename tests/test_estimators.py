@@ -68,6 +68,30 @@ def test_ridge_oracle_without_learning():
 
 
 @pytest.mark.parametrize("learn", [("alpha",), ("feature_alpha",)])
+def test_ridge_newton_path_matches_lbfgs(learn):
+    """HORidge's named implicit method solves its (quadratic) inner problems by
+    Newton's method on CPU; L-BFGS-B (the path of larger models) learns the
+    same model. Strengths on flat parts of the validation curve move by a few
+    hundredths with L-BFGS-B's loose early solves (HOAG's schedule)."""
+    X, y = make_regression(150, 40, n_informative=5, noise=40.0, random_state=0)
+
+    class LBFGSRidge(HORidge):
+        _newton_max_params = 0
+
+    params = {"learn": learn, "random_state": 0, "inner_tol": 1e-8, "tol": 1e-9,
+              "objective": "validation", "outer_steps": 30}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        newton = HORidge(**params).fit(X, y)
+        lbfgs = LBFGSRidge(**params).fit(X, y)
+    np.testing.assert_allclose(np.log(newton.alpha_), np.log(lbfgs.alpha_),
+                               atol=0.1)
+    np.testing.assert_allclose(newton.predict(X), lbfgs.predict(X),
+                               rtol=1e-2, atol=1e-2 * np.std(y))
+    assert newton.objective_curve_.min() <= lbfgs.objective_curve_.min() * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("learn", [("alpha",), ("feature_alpha",)])
 def test_traced_implicit_path_matches_host(cancer, learn):
     """On accelerators the estimators run the traced Implicit (one XLA program per
     outer step) instead of HostImplicit; both must learn the same model."""

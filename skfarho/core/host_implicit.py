@@ -37,10 +37,11 @@ from skfarho.core.compile_ahead import (
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, implicit_hypergradient
 from skfarho.core.inner_solve import scipy_lbfgs_minimize
 from skfarho.core.linear_solve import CG
+from skfarho.core.newton import host_newton_minimize, newton_system
 from skfarho.core.problem import HypergradResult, bind_fixed
 
 __all__ = ["HostImplicit", "host_call", "host_call_batch", "host_programs",
-           "host_solve_inner"]
+           "host_solve_inner", "host_solve_programs", "newton_program"]
 
 _DEFAULT_SOLVER = CG(200, differentiable=False)
 
@@ -102,10 +103,13 @@ def host_programs(problem, linear_solver=_DEFAULT_SOLVER, batched=False,
     takes the problem's index first, ``hypergradient(index, params, adjoint,
     tol, hparams, fixed, inner_data, outer_data)``, and that problem's
     ``params`` and ``adjoint`` with the whole batch's data (a batch calls it
-    once per problem). Learned ``hparams`` and ``fixed`` ones are separate
-    traced arguments, so new values never recompile. ``work`` (rows times
-    parameters of a call, :func:`~skfarho.core.compile_ahead.work_of`) picks
-    their XLA options (:func:`~skfarho.core.compile_ahead.compiler_options`).
+    once per problem, so that each conjugate gradient stops on its own);
+    ``batched="all"`` ``vmap``-s it over the batch instead (one call, for a
+    direct solver such as :class:`~skfarho.core.Cholesky`). Learned
+    ``hparams`` and ``fixed`` ones are separate traced arguments, so new values
+    never recompile. ``work`` (rows times parameters of a call,
+    :func:`~skfarho.core.compile_ahead.work_of`) picks their XLA options
+    (:func:`~skfarho.core.compile_ahead.compiler_options`).
 
     Examples
     --------
@@ -153,17 +157,76 @@ def _hypergradient_program(problem, linear_solver, batched, options):
         return hypergradient(params, adjoint, tol, hparams, fixed, inner_data,
                              outer_data)
 
-    return jax.jit(problem_of_batch if batched else hypergradient,
+    if batched == "all":  # every problem at once (a direct linear solver)
+        hypergradient = jax.vmap(hypergradient,
+                                 in_axes=(0, 0, None, None, None, 0, 0))
+    return jax.jit(problem_of_batch if batched is True else hypergradient,
                    compiler_options=dict(options) or None)
 
 
+def newton_program(problem, batched=False, work=None):
+    """The jitted Newton system of ``Implicit(inner_solver="host_newton")``, cached.
+
+    ``system(params, hparams, fixed, inner_data) -> (value, grad, hessian)``:
+    the inner loss, its gradient and Hessian in the flattened parameters
+    (:func:`~skfarho.core.newton.newton_system`); with ``batched``,
+    ``vmap``-ped over a leading axis of problems.
+    :func:`~skfarho.core.newton.host_newton_minimize` drives it. ``work`` is
+    that of a value-and-gradient pass (:func:`~skfarho.core.compile_ahead.work_of`);
+    the Hessian takes one per parameter, counted in choosing the XLA options.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from skfarho.core import BilevelProblem
+    >>> problem = BilevelProblem(
+    ...     inner_loss=lambda w, h, x: 0.5 * jnp.sum(h * (w - x) ** 2),
+    ...     outer_loss=lambda w, h, x: 0.5 * jnp.sum((w - 1.0) ** 2),
+    ...     init_params=lambda h: jnp.zeros(2),
+    ... )
+    >>> value, grad, hessian = newton_program(problem)(jnp.zeros(2), 2.0, {},
+    ...                                                (jnp.ones(2),))
+    >>> float(value), grad.tolist(), hessian.tolist()
+    (2.0, [-2.0, -2.0], [[2.0, 0.0], [0.0, 2.0]])
+    """
+    options = tuple(sorted((compiler_options(work) or {}).items()))
+    return _newton_program(problem, batched, options)
+
+
+def host_solve_programs(method, problem, params, inner_data) -> list:
+    """The jitted programs :func:`host_solve_inner` calls for one problem with
+    ``params`` on ``inner_data``, and their XLA options: to compile ahead."""
+    work = work_of(params, inner_data)
+    if method.inner_solver == "host_newton":
+        size = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
+        return [newton_program(problem, False, _hessian_work(work, size))]
+    return [host_programs(problem, work=work)["inner_value_and_grad"]]
+
+
+def _hessian_work(work, size):
+    """A Newton system's work: a value-and-gradient pass per parameter."""
+    return None if work is None else work * size
+
+
+@functools.lru_cache(maxsize=64)
+def _newton_program(problem, batched, options):
+    def system(params, hparams, fixed, inner_data):
+        bound = bind_fixed(problem, fixed)
+        return newton_system(lambda w: bound.inner_loss(w, hparams, *inner_data),
+                             params)
+
+    if batched:
+        system = jax.vmap(system, in_axes=(0, None, None, 0))
+    return jax.jit(system, compiler_options=dict(options) or None)
+
+
 def host_solve_inner(method, problem, hparams, inner_data, init, tol, fixed=None):
-    """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B from
-    ``init`` over the cached value-and-gradient program (NumPy out)."""
-    program = host_programs(problem, work=work_of(init, inner_data))
-    return _solve(program["inner_value_and_grad"], init, float(tol), method,
-                  hparams, {} if fixed is None else fixed,
-                  jax.device_put(inner_data), batched=False)
+    """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B over
+    the cached value-and-gradient program, or the Newton program, from
+    ``init`` (NumPy out)."""
+    return _solve(problem, init, float(tol), method, hparams,
+                  {} if fixed is None else fixed, jax.device_put(inner_data),
+                  batched=False, work=work_of(init, inner_data))
 
 
 def host_call(method, problem, hparams, inner_data, outer_data, warm_start=None,
@@ -214,32 +277,35 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
         warm_start = ImplicitWarmStart(start, jax.tree_util.tree_map(np.zeros_like,
                                                                      start))
     one = _take(0, warm_start.params) if batched else warm_start.params
-    programs = host_programs(problem, method.linear_solver, batched,
-                             work_of(one, inner_data))
+    # a direct linear solve has no per-problem stopping: one call for the batch
+    at_once = batched and method.inner_solver == "host_newton"
+    programs = host_programs(problem, method.linear_solver,
+                             "all" if at_once else batched, work_of(one, inner_data))
     # on the device once, not at each of the many program calls below
     hparams, fixed, inner_data, outer_data = jax.device_put(
         (hparams, fixed, inner_data, outer_data))
     hypergradient = programs["hypergradient"]
 
     def arguments(k, params):
-        """The hypergradient program's arguments for problem ``k`` (or the one)."""
-        if not batched:
+        """The hypergradient program's arguments for problem ``k`` (or the one,
+        or the batch)."""
+        if not batched or at_once:
             return (params, warm_start.adjoint, linear_tol, hparams, fixed,
                     inner_data, outer_data)
         return (np.int32(k), _take(k, params), _take(k, warm_start.adjoint),
                 linear_tol, hparams, fixed, inner_data, outer_data)
 
-    # the hypergradient program compiles on another core while SciPy solves
+    # the hypergradient program compiles on another core while the inner solve runs
     compiling = compile_in_background(hypergradient,
                                       arguments(0, warm_start.adjoint))
-    params = _solve(programs["inner_value_and_grad"], warm_start.params, tol,
-                    method, hparams, fixed, inner_data, batched)
+    params = _solve(problem, warm_start.params, tol, method, hparams, fixed,
+                    inner_data, batched, work_of(one, inner_data))
     wait_compiled(compiling)  # a failed warm-up compiles when called
+    calls = 1 if at_once or not batched else count
     results = [jax.tree_util.tree_map(np.asarray, hypergradient(*arguments(k, params)))
-               for k in range(count or 1)]
-    value, grad, adjoint = (jax.tree_util.tree_map(lambda *leaves: np.stack(leaves),
-                                                   *results) if batched
-                            else results[0])
+               for k in range(calls)]
+    value, grad, adjoint = (results[0] if calls == 1 else jax.tree_util.tree_map(
+        lambda *leaves: np.stack(leaves), *results))
     leaves = jax.tree_util.tree_leaves((value, grad, params))
     if batched:
         finite = np.logical_and.reduce([
@@ -256,8 +322,13 @@ def _take(k, tree):
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[k], tree)
 
 
-def _solve(value_and_grad, init, tol, method, hparams, fixed, inner_data, batched):
-    """The inner solution from ``init``: one problem, or the sum of a batch's."""
+def _solve(problem, init, tol, method, hparams, fixed, inner_data, batched, work):
+    """The inner solution from ``init``: one problem, or each of a batch's."""
+    if method.inner_solver == "host_newton":
+        return _newton_solve(problem, init, tol, method, hparams, fixed, inner_data,
+                             batched, work)
+    value_and_grad = host_programs(problem, batched=batched,
+                                   work=work)["inner_value_and_grad"]
     options = {"maxiter": method.max_inner_iter,
                "reduction": method.warm_start_reduction}
     if not batched:
@@ -278,3 +349,29 @@ def _largest_norm(grads):
     squares = sum(np.sum(np.reshape(leaf, (len(leaf), -1)) ** 2, axis=1)
                   for leaf in jax.tree_util.tree_leaves(grads))
     return float(np.sqrt(np.max(squares)))
+
+
+def _newton_solve(problem, init, tol, method, hparams, fixed, inner_data, batched,
+                  work):
+    """The inner solution from ``init`` by Newton's method (NumPy)."""
+    leaves, treedef = jax.tree_util.tree_flatten(init)
+    count = len(leaves[0]) if batched else 1
+    shapes = [np.shape(leaf)[1:] if batched else np.shape(leaf) for leaf in leaves]
+    size = sum(int(np.prod(shape)) for shape in shapes)
+    program = newton_program(problem, batched, _hessian_work(work, size))
+    splits = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+
+    def unflatten(flat):
+        parts = np.split(flat, splits, axis=1)
+        return jax.tree_util.tree_unflatten(treedef, [
+            part.reshape((count, *shape)) if batched else part.reshape(shape)
+            for part, shape in zip(parts, shapes, strict=True)])
+
+    def system(flat):
+        results = program(unflatten(flat), hparams, fixed, inner_data)
+        return results if batched else tuple(np.asarray(r)[None] for r in results)
+
+    flat = np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
+    solution, _ = host_newton_minimize(system, flat, tol, method.max_inner_iter,
+                                       method.warm_start_reduction)
+    return unflatten(solution)

@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from skfarho.core.inner_solve import lbfgs_minimize
-from skfarho.core.linear_solve import CG
+from skfarho.core.linear_solve import CG, Cholesky
+from skfarho.core.newton import newton_minimize
 from skfarho.core.problem import HypergradResult, bind_fixed, make_result
 
 PyTree = Any
@@ -36,7 +37,10 @@ DIVERGENCE_HINT = ("the implicit method's inner solve or linear system produced 
 # the linear solver of each inner solver when none is given; "scipy" runs its own
 # small program, where the plain while_loop CG (Hessian-vector product traced
 # once) compiles faster than the differentiable one
-_DEFAULT_LINEAR_SOLVERS = {"lbfgs": CG(), "scipy": CG(200, differentiable=False)}
+_DEFAULT_LINEAR_SOLVERS = {"lbfgs": CG(), "scipy": CG(200, differentiable=False),
+                           "newton": Cholesky(), "host_newton": Cholesky()}
+# the inner solvers driven from the host (not traceable)
+HOST_SOLVERS = ("scipy", "host_newton")
 
 
 class ImplicitWarmStart(NamedTuple):
@@ -60,12 +64,13 @@ class Implicit:
         ``solver(matvec, b, x0, tol)``: :class:`~skfarho.core.CG`,
         :class:`~skfarho.core.Neumann` or :class:`~skfarho.core.Cholesky`.
         Default: ``CG()`` with ``inner_solver="lbfgs"``,
-        ``CG(200, differentiable=False)`` with ``inner_solver="scipy"``.
+        ``CG(200, differentiable=False)`` with ``inner_solver="scipy"``,
+        ``Cholesky()`` with ``"newton"`` and ``"host_newton"``.
     tol : float, default=1e-6
         Inner tolerance (gradient norm) and linear-system tolerance when the
         caller passes none; the outer loop passes a decreasing schedule.
     max_inner_iter : int, default=1000
-        L-BFGS iteration budget.
+        Iteration budget of the inner solver.
     linear_tol_factor : float, default=1.0
         The linear system is solved to relative residual ``linear_tol_factor *
         tol``. (The inner tolerance bounds an absolute gradient norm, the linear
@@ -86,7 +91,7 @@ class Implicit:
         5-fold digits took 5 outer steps instead of 9 (test log-loss 0.1181
         against 0.1176, grid 0.1149), wine 7 instead of 11 (0.0078 against
         0.0095, grid 0.0106); the other five data sets the same.
-    inner_solver : {"lbfgs", "scipy"}, default="lbfgs"
+    inner_solver : {"lbfgs", "scipy", "newton", "host_newton"}, default="lbfgs"
         How the inner problem is solved; the hypergradient rule is the same.
         ``"lbfgs"``: optax's L-BFGS, traced together with the linear solve, so
         the whole method can be ``jit``-ed and ``vmap``-ped (``traceable``); suits
@@ -100,6 +105,14 @@ class Implicit:
         programs compile in a fraction of a second each and are cached per
         problem: choose it when compilation time dominates (small and medium
         problems on CPU, a fresh process). See :mod:`skfarho.core.host_implicit`.
+        ``"newton"``: damped Newton steps on the materialized Hessian
+        (:func:`~skfarho.core.newton.newton_minimize`), traced like
+        ``"lbfgs"``; for inner problems of a few dozen parameters, where a
+        Hessian costs a few gradients and a solve takes a few iterations (one
+        on a quadratic loss). ``"host_newton"``: the same Newton solve in a
+        program of its own, called eagerly like ``"scipy"`` (not traceable);
+        its small programs compile in a fraction of the time of a traced outer
+        step.
 
     Examples
     --------
@@ -137,8 +150,9 @@ class Implicit:
 
     @property
     def traceable(self) -> bool:
-        """True with ``inner_solver="lbfgs"``, False with the host-side ``"scipy"``."""
-        return self.inner_solver != "scipy"
+        """False with the host-side inner solvers (``"scipy"``,
+        ``"host_newton"``)."""
+        return self.inner_solver not in HOST_SOLVERS
 
     def call_batch(self, problem, hparams, inner_data, outer_data, warm_start=None,
                    tol=None, fixed=None) -> HypergradResult:
@@ -165,7 +179,8 @@ class Implicit:
 
     def solve_inner(self, problem, hparams, inner_data, warm_start=None, tol=None,
                     fixed=None):
-        """``w*(hparams)`` by L-BFGS from the warm start (or ``init_params``)."""
+        """``w*(hparams)`` by the inner solver, from the warm start (or
+        ``init_params``)."""
         tol = self.tol if tol is None else tol
         if warm_start is None:
             init = bind_fixed(problem, fixed).init_params(hparams)
@@ -180,8 +195,10 @@ class Implicit:
         def objective(params):
             return bound.inner_loss(params, hparams, *inner_data)
 
-        params, _ = lbfgs_minimize(objective, init, tol, self.max_inner_iter,
-                                   reduction=self.warm_start_reduction)
+        minimize = (newton_minimize if self.inner_solver == "newton"
+                    else lbfgs_minimize)
+        params, _ = minimize(objective, init, tol, self.max_inner_iter,
+                             reduction=self.warm_start_reduction)
         return params
 
     def __call__(

@@ -124,7 +124,10 @@ class Neumann:
 class Cholesky:
     """Materialize ``H`` (one matvec per parameter) and solve by Cholesky.
 
-    Exact up to rounding; for small problems (a few thousand parameters).
+    Exact up to rounding; for small problems (a few thousand parameters). A
+    Hessian singular to rounding (a direction the loss does not depend on, such
+    as a shift of all classes' intercepts in a softmax model) gets a relative
+    jitter on its diagonal (:func:`cholesky_solve`).
     """
 
     def __call__(self, matvec: MatVec, b: PyTree, x0: PyTree = None, tol=None):
@@ -134,9 +137,31 @@ class Cholesky:
             return ravel_pytree(matvec(unravel(v)))[0]
 
         hessian = jax.vmap(flat_matvec)(jnp.eye(flat_b.size, dtype=flat_b.dtype))
-        hessian = 0.5 * (hessian + hessian.T)
-        factor = jax.scipy.linalg.cho_factor(hessian)
-        return unravel(jax.scipy.linalg.cho_solve(factor, flat_b))
+        return unravel(cholesky_solve(hessian, flat_b))
 
 
-LINEAR_SOLVERS = {"cg": CG, "neumann": Neumann, "cholesky": Cholesky}
+# added to a Hessian's diagonal, relative to its largest entry: keeps the
+# Cholesky factor defined when the Hessian is singular to rounding
+RELATIVE_JITTER = 1e-10
+
+
+def cholesky_solve(matrix: jax.Array, vector: jax.Array) -> jax.Array:
+    """``matrix^-1 vector`` for a symmetric positive-(semi)definite ``matrix``.
+
+    The matrix is symmetrized and its diagonal raised by ``RELATIVE_JITTER``
+    times its largest entry, so that a null direction (to rounding) gets a
+    large finite component where the factorization would fail; a right-hand
+    side orthogonal to it (the gradient of a loss that does not depend on it)
+    keeps its solution there near zero.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> cholesky_solve(jnp.array([[2.0, 0.0], [0.0, 4.0]]), jnp.ones(2)).tolist()
+    [0.5, 0.25]
+    """
+    matrix = 0.5 * (matrix + matrix.T)
+    jitter = RELATIVE_JITTER * jnp.max(jnp.abs(jnp.diagonal(matrix)))
+    matrix = matrix + jitter * jnp.eye(matrix.shape[0], dtype=matrix.dtype)
+    factor = jax.scipy.linalg.cho_factor(matrix)
+    return jax.scipy.linalg.cho_solve(factor, vector)
