@@ -15,6 +15,7 @@ from skfarho.core.implicit import Implicit, ImplicitWarmStart, tolerance_schedul
 from skfarho.core.inner_solve import lbfgs_minimize
 from skfarho.core.linear_solve import CG, Cholesky, Neumann
 from skfarho.core.method import HypergradientMethod
+from skfarho.core.newton import newton_minimize
 from skfarho.core.online import RTHO, TRHO, OnlineState
 from skfarho.core.outer import DivergenceError, OuterResult, minimize_hyperparameters
 from skfarho.core.precision import float64_scope
@@ -50,6 +51,7 @@ __all__ = [
     "heavy_ball",
     "lbfgs_minimize",
     "minimize_hyperparameters",
+    "newton_minimize",
     "row_mesh",
     "rprop_secant",
     "shard_rows",

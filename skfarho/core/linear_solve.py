@@ -157,7 +157,8 @@ def cholesky_solve(matrix: jax.Array, vector: jax.Array) -> jax.Array:
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> cholesky_solve(jnp.array([[2.0, 0.0], [0.0, 4.0]]), jnp.ones(2)).tolist()
+    >>> solution = cholesky_solve(jnp.array([[2.0, 0.0], [0.0, 4.0]]), jnp.ones(2))
+    >>> [round(value, 6) for value in solution.tolist()]
     [0.5, 0.25]
     """
     matrix = 0.5 * (matrix + matrix.T)
