@@ -82,9 +82,7 @@ def learn_hyperparameters(problem, objective, data, method, optimizer, learned,
     folds = placed_folds(folds, method)
     if refit and not method.traceable:  # while the first step waits to compile
         rows = tuple(part[0] for part in data.all_rows())
-        for program in [_value_and_grad(problem, fixed["w0"], rows),
-                        *host_solve_programs(method.method, problem, fixed["w0"],
-                                             rows)]:
+        for program in host_solve_programs(method.method, problem, fixed["w0"], rows):
             compile_when_idle(program, (fixed["w0"], learned, fixed, rows))
     result = minimize_hyperparameters(problem, learned, folds.inner, folds.outer,
                                       method=method, optimizer=optimizer,

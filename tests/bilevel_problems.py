@@ -100,6 +100,13 @@ def make_hparams(kind, rng, n_train=30, d=4, optimizer="gd", learn_init=False,
     return hparams
 
 
+def implicit_hparams(kind, rng, **kwargs):
+    """:func:`make_hparams` less the learning rate, which implicit methods ignore."""
+    hparams = make_hparams(kind, rng, **kwargs)
+    hparams.pop("log_lr")
+    return hparams
+
+
 def newton_minimize(fun, params, iterations=30):
     """Exact minimization for reference values: Newton with a dense Hessian."""
     flat, unravel = jax.flatten_util.ravel_pytree(params)

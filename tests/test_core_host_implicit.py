@@ -1,7 +1,8 @@
 """Implicit(inner_solver="scipy") (SciPy L-BFGS-B + CG driving jitted JAX pieces):
-against central finite differences in float64, against the traced Implicit
-method, batched over folds, and inside the outer loop with fixed hyperparameters;
-HostImplicit, its former name."""
+against the traced Implicit method, batched over folds, and inside the outer
+loop with fixed hyperparameters; HostImplicit, its former name. (Checked against
+central finite differences in float64 with the other inner solvers, in
+test_core_hypergradients.py.)"""
 
 import time
 
@@ -12,14 +13,10 @@ import numpy as np
 import optax
 import pytest
 from bilevel_problems import (
-    central_difference,
-    implicit_reference,
+    implicit_hparams,
     init_params,
     make_data,
-    make_hparams,
     make_problem,
-    random_direction,
-    tree_dot,
 )
 
 from skfarho.core import (
@@ -40,33 +37,11 @@ def _scipy(**kwargs):
     return Implicit(inner_solver="scipy", **kwargs)
 
 
-def _implicit_hparams(kind, rng):
-    hparams = make_hparams(kind, rng)
-    hparams.pop("log_lr")  # the implicit methods know no learning rate
-    return hparams
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_scipy_implicit_matches_finite_differences(kind, rng):
-    data = make_data(kind, rng)
-    problem = make_problem(kind)
-    hparams = _implicit_hparams(kind, rng)
-    result = _scipy(tol=1e-11)(problem, hparams, *data)
-    assert bool(result.finite)
-    reference = jax.jit(implicit_reference(problem, data))
-
-    for _ in range(3):
-        direction = random_direction(hparams, rng)
-        expected = float(central_difference(reference, hparams, direction))
-        got = float(tree_dot(result.grad, direction))
-        assert abs(got - expected) <= 1e-5 * max(abs(expected), 1e-12)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_scipy_implicit_equals_traced_implicit(kind, rng):
     data = make_data(kind, rng)
     problem = make_problem(kind)
-    hparams = _implicit_hparams(kind, rng)
+    hparams = implicit_hparams(kind, rng)
     traced_method = Implicit(CG(), tol=1e-12)
     traced = jax.jit(lambda h: traced_method(problem, h, *data))(hparams)
     host = _scipy(tol=1e-11)(problem, hparams, *data)
@@ -120,7 +95,7 @@ def _stacked(kind, rng, folds=3):
 def test_batched_scipy_implicit_equals_vmapped_implicit(rng):
     inner, outer = _stacked("binary", rng)
     problem = make_problem("binary")
-    hparams = _implicit_hparams("binary", rng)
+    hparams = implicit_hparams("binary", rng)
     traced = Batched(Implicit(CG(), tol=1e-12))(problem, hparams, inner, outer)
     host = Batched(_scipy(tol=1e-11))(problem, hparams, inner, outer)
     assert isinstance(host.params["w"], np.ndarray) and host.params["w"].shape[0] == 3
@@ -161,9 +136,9 @@ def test_new_values_do_not_recompile(rng, compile_counter):
     data = make_data("binary", rng)
     problem = make_problem("binary")
     method = _scipy(tol=1e-8)
-    method(problem, _implicit_hparams("binary", rng), *data)
+    method(problem, implicit_hparams("binary", rng), *data)
     before = _settled(compile_counter)  # earlier tests' background compiles done
-    method(problem, _implicit_hparams("binary", rng), *data)
+    method(problem, implicit_hparams("binary", rng), *data)
     assert compile_counter() == before
     assert set(host_programs(problem)) == {"inner_value_and_grad", "hypergradient"}
 
@@ -171,7 +146,7 @@ def test_new_values_do_not_recompile(rng, compile_counter):
 def test_non_finite_data_is_flagged(rng):
     (X, y), outer = make_data("binary", rng)
     X = X.at[0, 0].set(jnp.nan)
-    result = _scipy()(make_problem("binary"), _implicit_hparams("binary", rng),
+    result = _scipy()(make_problem("binary"), implicit_hparams("binary", rng),
                       (X, y), outer)
     assert not bool(result.finite)
 
@@ -246,7 +221,7 @@ def test_compile_level_follows_the_work_of_a_call(rng):
 
     data = make_data("multinomial", rng)
     problem = make_problem("multinomial")
-    hparams = _implicit_hparams("multinomial", rng)
+    hparams = implicit_hparams("multinomial", rng)
     params = _scipy(tol=1e-10).solve_inner(problem, hparams, data[0])
     quick = host_programs(problem, work=1.0)
     fast = host_programs(problem, work=None)
@@ -264,7 +239,7 @@ def test_linear_tol_factor_loosens_the_linear_solve(inner_solver, rng):
     """Implicit(linear_tol_factor): the adjoint solved to factor * tol."""
     data = make_data("multinomial", rng)
     problem = make_problem("multinomial")
-    hparams = _implicit_hparams("multinomial", rng)
+    hparams = implicit_hparams("multinomial", rng)
     exact = Implicit(tol=1e-11, inner_solver=inner_solver)(problem, hparams, *data)
     loose = Implicit(tol=1e-11, inner_solver=inner_solver,
                      linear_tol_factor=1e9)(problem, hparams, *data)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from bilevel_problems import (
     central_difference,
+    implicit_hparams,
     implicit_reference,
     make_data,
     make_hparams,
@@ -38,7 +39,8 @@ def _relative_error(a, b):
 
 def _check_directional(method, problem, hparams, data, reference, rng, rtol=1e-5):
     inner, outer = data
-    result = jax.jit(lambda h: method(problem, h, inner, outer))(hparams)
+    call = lambda h: method(problem, h, inner, outer)  # noqa: E731
+    result = (jax.jit(call) if method.traceable else call)(hparams)
     reference = jax.jit(reference)
     assert bool(result.finite)
     for _ in range(3):
@@ -65,13 +67,17 @@ def test_unrolled_methods_match_finite_differences(kind, optimizer, method, rng)
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("solver", [CG(), Cholesky()], ids=repr)
-def test_implicit_matches_finite_differences(kind, solver, rng):
+@pytest.mark.parametrize("method", [
+    Implicit(CG(), tol=1e-12), Implicit(Cholesky(), tol=1e-12),
+    Implicit(inner_solver="scipy", tol=1e-11),
+    Implicit(inner_solver="newton", tol=1e-11),
+    Implicit(inner_solver="host_newton", tol=1e-11)], ids=repr)
+def test_implicit_matches_finite_differences(kind, method, rng):
+    """Every inner solver (traced L-BFGS, SciPy's on the host, Newton traced
+    and on the host) and linear solver."""
     data = make_data(kind, rng)
     problem = make_problem(kind)
-    hparams = make_hparams(kind, rng)
-    hparams.pop("log_lr")  # the implicit method knows no learning rate
-    method = Implicit(linear_solver=solver, tol=1e-12)
+    hparams = implicit_hparams(kind, rng)
     _check_directional(method, problem, hparams, data,
                        implicit_reference(problem, data), rng)
 

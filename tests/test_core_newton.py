@@ -1,20 +1,17 @@
 """Newton's method on the inner problem: ``Implicit(inner_solver="newton")``
 (traced) and ``"host_newton"`` (a jitted Newton system driven from the host),
-against central finite differences in float64 and the L-BFGS solvers; the
-host driver's iterations, fallbacks and batching."""
+against the L-BFGS solvers and JAX's Hessian; the host driver's iterations,
+fallbacks and batching. Their finite-difference checks are those of every
+implicit inner solver, in test_core_hypergradients.py."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from bilevel_problems import (
-    central_difference,
-    implicit_reference,
+    implicit_hparams,
     make_data,
-    make_hparams,
     make_problem,
-    random_direction,
-    tree_dot,
 )
 
 from skfarho.core import CG, Batched, Cholesky, Implicit
@@ -25,12 +22,6 @@ KINDS = ["ridge", "binary", "multinomial"]
 SOLVERS = ["newton", "host_newton"]
 
 
-def _hparams(kind, rng):
-    hparams = make_hparams(kind, rng)
-    hparams.pop("log_lr")  # the implicit methods know no learning rate
-    return hparams
-
-
 def _call(method, problem, hparams, data):
     if method.traceable:
         return jax.jit(lambda h: method(problem, h, *data))(hparams)
@@ -39,27 +30,10 @@ def _call(method, problem, hparams, data):
 
 @pytest.mark.parametrize("inner_solver", SOLVERS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_newton_implicit_matches_finite_differences(kind, inner_solver, rng):
-    data = make_data(kind, rng)
-    problem = make_problem(kind)
-    hparams = _hparams(kind, rng)
-    result = _call(Implicit(inner_solver=inner_solver, tol=1e-11), problem,
-                   hparams, data)
-    assert bool(np.all(result.finite))
-    reference = jax.jit(implicit_reference(problem, data))
-    for _ in range(3):
-        direction = random_direction(hparams, rng)
-        expected = float(central_difference(reference, hparams, direction))
-        got = float(tree_dot(result.grad, direction))
-        assert abs(got - expected) <= 1e-5 * max(abs(expected), 1e-12)
-
-
-@pytest.mark.parametrize("inner_solver", SOLVERS)
-@pytest.mark.parametrize("kind", KINDS)
 def test_newton_solution_equals_lbfgs(kind, inner_solver, rng):
     (X, y), _ = make_data(kind, rng)
     problem = make_problem(kind)
-    hparams = _hparams(kind, rng)
+    hparams = implicit_hparams(kind, rng)
     newton = Implicit(inner_solver=inner_solver, tol=1e-10)
     lbfgs = Implicit(CG(), tol=1e-10)
     got = newton.solve_inner(problem, hparams, (X, y))
@@ -75,7 +49,7 @@ def test_batched_host_newton_equals_vmapped_traced_newton(rng):
                                                               strict=True))
                      for side in (0, 1)])
     problem = make_problem("multinomial")
-    hparams = _hparams("multinomial", rng)
+    hparams = implicit_hparams("multinomial", rng)
     traced = jax.jit(lambda h: Batched(Implicit(inner_solver="newton", tol=1e-11))(
         problem, h, inner, outer))(hparams)
     host = Batched(Implicit(inner_solver="host_newton", tol=1e-11))(
@@ -136,7 +110,7 @@ def test_non_finite_data_is_flagged(inner_solver, rng):
     (X, y), outer = make_data("binary", rng)
     X = X.at[0, 0].set(jnp.nan)
     result = _call(Implicit(inner_solver=inner_solver), make_problem("binary"),
-                   _hparams("binary", rng), ((X, y), outer))
+                   implicit_hparams("binary", rng), ((X, y), outer))
     assert not bool(result.finite)
 
 

@@ -4,7 +4,9 @@ import pickle
 import subprocess
 import sys
 import warnings
+from types import SimpleNamespace
 
+import jax
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -19,8 +21,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfarho import DivergenceError, HOLogisticRegression, HORidge
+from skfarho._base import NEWTON_MAX_PARAMS
 from skfarho._objective import MIN_HOLDOUT, SMALL_DATA_FOLDS, Validation
-from skfarho.core import CG, Implicit
+from skfarho.core import CG, Cholesky, Implicit, host_implicit
 
 pytestmark = pytest.mark.no_x64
 
@@ -67,8 +70,30 @@ def test_ridge_oracle_without_learning():
     assert ours.intercept_ == pytest.approx(ref.intercept_, abs=1e-4)
 
 
+def test_named_implicit_takes_newton_for_small_dense_ridge_only():
+    """The named implicit method's inner solver: Newton for dense ridge models
+    of at most NEWTON_MAX_PARAMS parameters; L-BFGS-B for larger or sparse ones
+    and for classifiers (whose Hessians cost more than they save)."""
+    named, learned = Implicit(inner_solver="scipy"), {"log_alpha": np.zeros(())}
+
+    def model(size):
+        return {"w0": {"coef": np.zeros(size - 1), "intercept": np.zeros(())}}
+
+    dense, sparse = SimpleNamespace(sparse=False), SimpleNamespace(sparse=True)
+    chosen = HORidge()._named_implicit(named, learned, model(NEWTON_MAX_PARAMS), dense)
+    assert chosen.inner_solver == "host_newton"
+    assert isinstance(chosen.linear_solver, Cholesky)
+    for estimator, size, data in [(HORidge(), NEWTON_MAX_PARAMS + 1, dense),
+                                  (HORidge(), 11, sparse),
+                                  (HOLogisticRegression(), 11, dense)]:
+        chosen = estimator._named_implicit(named, learned, model(size), data)
+        assert chosen.inner_solver == "scipy"
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="the named implicit method is traced on accelerators")
 @pytest.mark.parametrize("learn", [("alpha",), ("feature_alpha",)])
-def test_ridge_newton_path_matches_lbfgs(learn):
+def test_ridge_newton_path_matches_lbfgs(learn, monkeypatch):
     """HORidge's named implicit method solves its (quadratic) inner problems by
     Newton's method on CPU; L-BFGS-B (the path of larger models) learns the
     same model. Strengths on flat parts of the validation curve move by a few
@@ -80,10 +105,17 @@ def test_ridge_newton_path_matches_lbfgs(learn):
 
     params = {"learn": learn, "random_state": 0, "inner_tol": 1e-8, "tol": 1e-9,
               "objective": "validation", "outer_steps": 30}
+    newton_solves = []
+    newton_minimize = host_implicit.host_newton_minimize
+    monkeypatch.setattr(host_implicit, "host_newton_minimize", lambda *args, **kw: (
+        newton_solves.append(1) or newton_minimize(*args, **kw)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         newton = HORidge(**params).fit(X, y)
+        assert newton_solves, "HORidge did not take Newton's method"
+        newton_solves.clear()
         lbfgs = LBFGSRidge(**params).fit(X, y)
+        assert not newton_solves
     np.testing.assert_allclose(np.log(newton.alpha_), np.log(lbfgs.alpha_),
                                atol=0.1)
     np.testing.assert_allclose(newton.predict(X), lbfgs.predict(X),

@@ -27,6 +27,7 @@ import functools
 
 import jax
 import numpy as np
+import optax
 
 __all__ = ["FAST_COMPILE", "QUICK_COMPILE", "QUICK_WORK", "compile_in_background",
            "compile_when_idle", "compiler_options", "wait_compiled", "work_of"]
@@ -112,8 +113,7 @@ def work_of(params, data) -> float | None:
     largest = max(leaves, key=np.size)
     if np.ndim(largest) < 2:
         return None
-    n_params = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
-    return float(np.prod(np.shape(largest)[:-1])) * n_params
+    return float(np.prod(np.shape(largest)[:-1])) * optax.tree.size(params)
 
 
 def compile_in_background(program, args) -> concurrent.futures.Future:

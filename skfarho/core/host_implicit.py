@@ -1,4 +1,5 @@
-"""The implicit method with host-side solvers: ``Implicit(inner_solver="scipy")``.
+"""The implicit method with host-side solvers: ``Implicit(inner_solver="scipy")``
+and ``Implicit(inner_solver="host_newton")``.
 
 HOAG's original layout (as jaxopt's ``ScipyWrapper``): SciPy's L-BFGS-B solves
 the inner problem on the host, calling a small jitted value-and-gradient
@@ -19,6 +20,12 @@ program ``vmap``-ped over the folds took 0.9-1.0 s (and, looped over the folds
 with ``lax.map`` inside one program, 1.0-1.1 s); each fold's conjugate gradient
 stops on its own, where a ``vmap``-ped ``while_loop`` runs every fold as long
 as the slowest.
+
+``inner_solver="host_newton"`` replaces L-BFGS-B by damped Newton steps
+(:func:`~skfarho.core.newton.host_newton_minimize`) over a jitted program that
+returns each problem's value, gradient and Hessian (:func:`newton_program`); with
+a direct linear solver (:class:`~skfarho.core.Cholesky`, its default) nothing
+stops per problem, and one ``vmap``-ped hypergradient call serves the batch.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import functools
 
 import jax
 import numpy as np
+import optax
 
 from skfarho.core.compile_ahead import (
     compile_in_background,
@@ -35,8 +43,8 @@ from skfarho.core.compile_ahead import (
     work_of,
 )
 from skfarho.core.implicit import Implicit, ImplicitWarmStart, implicit_hypergradient
-from skfarho.core.inner_solve import scipy_lbfgs_minimize
-from skfarho.core.linear_solve import CG
+from skfarho.core.inner_solve import Flattener, scipy_lbfgs_minimize
+from skfarho.core.linear_solve import CG, Cholesky
 from skfarho.core.newton import host_newton_minimize, newton_system
 from skfarho.core.problem import HypergradResult, bind_fixed
 
@@ -194,13 +202,16 @@ def newton_program(problem, batched=False, work=None):
 
 
 def host_solve_programs(method, problem, params, inner_data) -> list:
-    """The jitted programs :func:`host_solve_inner` calls for one problem with
-    ``params`` on ``inner_data``, and their XLA options: to compile ahead."""
+    """The jitted programs a final fit of one problem with ``params`` on
+    ``inner_data`` calls, with their XLA options, to compile ahead: the
+    value-and-gradient program (L-BFGS-B's, and the fit's convergence checks),
+    and the Newton system where :func:`host_solve_inner` uses it."""
     work = work_of(params, inner_data)
+    programs = [host_programs(problem, work=work)["inner_value_and_grad"]]
     if method.inner_solver == "host_newton":
-        size = sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
-        return [newton_program(problem, False, _hessian_work(work, size))]
-    return [host_programs(problem, work=work)["inner_value_and_grad"]]
+        programs.append(newton_program(problem, False,
+                                       _hessian_work(work, optax.tree.size(params))))
+    return programs
 
 
 def _hessian_work(work, size):
@@ -278,7 +289,7 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                                                                      start))
     one = _take(0, warm_start.params) if batched else warm_start.params
     # a direct linear solve has no per-problem stopping: one call for the batch
-    at_once = batched and method.inner_solver == "host_newton"
+    at_once = batched and isinstance(method.linear_solver, Cholesky)
     programs = host_programs(problem, method.linear_solver,
                              "all" if at_once else batched, work_of(one, inner_data))
     # on the device once, not at each of the many program calls below
@@ -354,24 +365,16 @@ def _largest_norm(grads):
 def _newton_solve(problem, init, tol, method, hparams, fixed, inner_data, batched,
                   work):
     """The inner solution from ``init`` by Newton's method (NumPy)."""
-    leaves, treedef = jax.tree_util.tree_flatten(init)
-    count = len(leaves[0]) if batched else 1
-    shapes = [np.shape(leaf)[1:] if batched else np.shape(leaf) for leaf in leaves]
-    size = sum(int(np.prod(shape)) for shape in shapes)
-    program = newton_program(problem, batched, _hessian_work(work, size))
-    splits = np.cumsum([int(np.prod(shape)) for shape in shapes])[:-1]
+    flat = Flattener(init, batched=batched)
+    program = newton_program(problem, batched, _hessian_work(work, flat.size))
 
-    def unflatten(flat):
-        parts = np.split(flat, splits, axis=1)
-        return jax.tree_util.tree_unflatten(treedef, [
-            part.reshape((count, *shape)) if batched else part.reshape(shape)
-            for part, shape in zip(parts, shapes, strict=True)])
-
-    def system(flat):
-        results = program(unflatten(flat), hparams, fixed, inner_data)
+    def system(vectors):
+        params = flat.unravel(vectors if batched else vectors[0])
+        results = program(params, hparams, fixed, inner_data)
         return results if batched else tuple(np.asarray(r)[None] for r in results)
 
-    flat = np.concatenate([np.reshape(leaf, (count, -1)) for leaf in leaves], axis=1)
-    solution, _ = host_newton_minimize(system, flat, tol, method.max_inner_iter,
+    vectors = flat.ravel(init)
+    solution, _ = host_newton_minimize(system, vectors if batched else vectors[None],
+                                       tol, method.max_inner_iter,
                                        method.warm_start_reduction)
-    return unflatten(solution)
+    return flat.unravel(solution if batched else solution[0])

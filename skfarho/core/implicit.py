@@ -230,10 +230,11 @@ def implicit_hypergradient(problem, hparams, params, inner_data, outer_data,
                            linear_solver=None, x0=None, tol=1e-6):
     r"""Outer value, hypergradient and adjoint at given inner parameters.
 
-    The part of the implicit method after the inner solve, shared by both inner
-    solvers of :class:`Implicit`: traced together with the solve (``"lbfgs"``)
-    or, for the host-side solver with a linear solver other than CG, jitted on
-    its own (:func:`~skfarho.core.host_implicit.host_programs`).
+    The part of the implicit method after the inner solve, shared by every
+    inner solver of :class:`Implicit`: traced together with the solve
+    (``"lbfgs"``, ``"newton"``) or, for the host-side solvers (``"scipy"``,
+    ``"host_newton"``), jitted on its own
+    (:func:`~skfarho.core.host_implicit.host_programs`).
 
     Returns
     -------

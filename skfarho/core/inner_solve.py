@@ -3,8 +3,8 @@
 Two solvers, with the same stopping rule (the gradient's Euclidean norm below
 ``tol``): :func:`lbfgs_minimize` (optax, traced, in a ``while_loop``) and
 :func:`scipy_lbfgs_minimize` (SciPy's L-BFGS-B on the host, driving a jitted
-value-and-gradient function). :class:`~skfarho.core.Implicit` chooses one by its
-``inner_solver``.
+value-and-gradient function). :class:`~skfarho.core.Implicit` chooses by its
+``inner_solver``, among these and Newton's method (:mod:`skfarho.core.newton`).
 """
 
 from __future__ import annotations
@@ -115,23 +115,43 @@ def stopping_threshold(tol, reduction, initial_norm, xp=np):
 
 
 class Flattener:
-    """Flatten a pytree of arrays to one float64 vector and back (NumPy)."""
+    """Flatten a pytree of arrays to one float64 vector and back (NumPy).
 
-    def __init__(self, template):
+    With ``batched``, every leaf of ``template`` has a leading axis of problems:
+    :meth:`ravel` gives one row per problem, ``(problems, size)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> flat = Flattener({"w": np.zeros((2, 3)), "b": np.zeros(2)}, batched=True)
+    >>> vectors = flat.ravel({"w": np.ones((2, 3)), "b": np.zeros(2)})
+    >>> vectors.shape, flat.unravel(vectors)["w"].shape, flat.size
+    ((2, 4), (2, 3), 4)
+    """
+
+    def __init__(self, template, batched=False):
         leaves, self.treedef = jax.tree_util.tree_flatten(template)
-        self.shapes = [np.shape(leaf) for leaf in leaves]
-        self.splits = np.cumsum([int(np.prod(s)) for s in self.shapes])[:-1]
+        self.batched = batched
+        self.shapes = [np.shape(leaf)[1:] if batched else np.shape(leaf)
+                       for leaf in leaves]
+        sizes = [int(np.prod(shape)) for shape in self.shapes]
+        self.size = sum(sizes)
+        self.splits = np.cumsum(sizes)[:-1]
 
     def ravel(self, tree):
-        leaves = jax.tree_util.tree_leaves(tree)
-        return np.concatenate([np.ravel(np.asarray(leaf, np.float64))
-                               for leaf in leaves])
+        leaves = [np.asarray(leaf, np.float64)
+                  for leaf in jax.tree_util.tree_leaves(tree)]
+        if self.batched:
+            return np.concatenate([leaf.reshape(len(leaf), -1) for leaf in leaves],
+                                  axis=1)
+        return np.concatenate([np.ravel(leaf) for leaf in leaves])
 
     def unravel(self, vector):
-        parts = np.split(vector, self.splits)
+        parts = np.split(vector, self.splits, axis=-1)
+        lead = vector.shape[:1] if self.batched else ()
         return jax.tree_util.tree_unflatten(
-            self.treedef, [p.reshape(s) for p, s in zip(parts, self.shapes,
-                                                       strict=True)])
+            self.treedef, [part.reshape(lead + shape)
+                           for part, shape in zip(parts, self.shapes, strict=True)])
 
 
 def scipy_lbfgs_minimize(

@@ -141,28 +141,44 @@ class Cholesky:
 
 
 # added to a Hessian's diagonal, relative to its largest entry: keeps the
-# Cholesky factor defined when the Hessian is singular to rounding
+# Cholesky factor defined when the Hessian is singular to rounding (at least ten
+# rounding units of the dtype, so that it also acts in float32)
 RELATIVE_JITTER = 1e-10
+
+
+def jittered(matrix, xp=jnp):
+    """``matrix`` (or a batch of them, on the last two axes) symmetrized, its
+    diagonal raised by ``RELATIVE_JITTER`` (or ten rounding units of its dtype,
+    if more) times its largest diagonal entry; ``xp`` is ``jax.numpy`` or NumPy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> jittered(np.array([[1.0, 2.0], [0.0, 0.0]]), np).tolist()
+    [[1.0000000001, 1.0], [1.0, 1e-10]]
+    """
+    matrix = 0.5 * (matrix + xp.swapaxes(matrix, -1, -2))
+    relative = max(RELATIVE_JITTER, 10 * float(xp.finfo(matrix.dtype).eps))
+    scale = xp.max(xp.abs(xp.diagonal(matrix, axis1=-2, axis2=-1)), axis=-1)
+    eye = xp.eye(matrix.shape[-1], dtype=matrix.dtype)
+    return matrix + (relative * scale)[..., None, None] * eye
 
 
 def cholesky_solve(matrix: jax.Array, vector: jax.Array) -> jax.Array:
     """``matrix^-1 vector`` for a symmetric positive-(semi)definite ``matrix``.
 
-    The matrix is symmetrized and its diagonal raised by ``RELATIVE_JITTER``
-    times its largest entry, so that a null direction (to rounding) gets a
-    large finite component where the factorization would fail; a right-hand
-    side orthogonal to it (the gradient of a loss that does not depend on it)
-    keeps its solution there near zero.
+    The matrix is symmetrized and its diagonal raised (:func:`jittered`), so
+    that a null direction (to rounding) gets a large finite component where the
+    factorization would fail; a right-hand side orthogonal to it (the gradient
+    of a loss that does not depend on it) keeps its solution there near zero.
 
     Examples
     --------
     >>> import jax.numpy as jnp
     >>> solution = cholesky_solve(jnp.array([[2.0, 0.0], [0.0, 4.0]]), jnp.ones(2))
-    >>> [round(value, 6) for value in solution.tolist()]
+    >>> [round(value, 4) for value in solution.tolist()]  # float32: jitter 1e-6
     [0.5, 0.25]
     """
-    matrix = 0.5 * (matrix + matrix.T)
-    jitter = RELATIVE_JITTER * jnp.max(jnp.abs(jnp.diagonal(matrix)))
-    matrix = matrix + jitter * jnp.eye(matrix.shape[0], dtype=matrix.dtype)
+    matrix = jittered(matrix)
     factor = jax.scipy.linalg.cho_factor(matrix)
     return jax.scipy.linalg.cho_solve(factor, vector)

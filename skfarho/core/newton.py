@@ -24,7 +24,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from skfarho.core.inner_solve import stopping_threshold
-from skfarho.core.linear_solve import RELATIVE_JITTER, cholesky_solve
+from skfarho.core.linear_solve import cholesky_solve, jittered
 
 PyTree = Any
 
@@ -139,14 +139,18 @@ def host_newton_minimize(system: Callable, init: np.ndarray, tol: float,
                          maxiter: int = 100, reduction: float = 0.0):
     """Damped Newton steps on a batch of problems, driven from the host (NumPy).
 
-    The rule of :func:`newton_minimize`, for problems whose value, gradient and
-    Hessian one jitted program returns: ``system(x) -> (values, grads,
+    The step rule of :func:`newton_minimize` (a Newton step, halved until
+    Armijo's decrease or a halved gradient norm), for problems whose value,
+    gradient and Hessian one jitted program returns: ``system(x) -> (values, grads,
     hessians)`` for ``x`` of shape ``(problems, parameters)`` (and shapes
     ``(problems,)``, ``(problems, parameters)``, ``(problems, parameters,
     parameters)``). Each iteration calls ``system`` once at the Newton step (more
     while a problem's step is halved); each problem stops on its own gradient
-    norm threshold. A Hessian that is not positive definite (a direction that
-    does not descend) gets the steepest-descent direction instead.
+    norm threshold. The jittered Hessian (:func:`~skfarho.core.linear_solve.jittered`)
+    is solved by NumPy's batched LU solve. Unlike the traced solver, which
+    assumes a strongly convex loss, a problem whose Newton direction does not
+    descend (an indefinite or singular Hessian) takes the steepest-descent
+    direction instead, so a non-convex start still makes progress.
 
     Returns
     -------
@@ -193,16 +197,21 @@ def host_newton_minimize(system: Callable, init: np.ndarray, tol: float,
 
 
 def _newton_direction(hessian, grad):
-    """``-H^-1 g`` per problem (batched), or ``-g`` where that does not descend."""
-    hessian = 0.5 * (hessian + np.swapaxes(hessian, 1, 2))
-    scale = np.max(np.abs(np.diagonal(hessian, axis1=1, axis2=2)), axis=1)
-    eye = np.eye(hessian.shape[1])
+    """``-H^-1 g`` per problem (batched), or ``-g`` where that does not descend
+    (or ``H`` is singular even with its jitter)."""
+    hessian = jittered(hessian, np)
     with np.errstate(all="ignore"):
         try:
-            direction = -np.linalg.solve(
-                hessian + (RELATIVE_JITTER * scale)[:, None, None] * eye,
-                grad[:, :, None])[:, :, 0]
-        except np.linalg.LinAlgError:
-            direction = np.full_like(grad, np.nan)
+            direction = -np.linalg.solve(hessian, grad[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:  # one singular matrix fails the batch
+            direction = np.stack([_solved_or_nan(h, g) for h, g in zip(hessian, grad,
+                                                                        strict=True)])
     descends = np.sum(grad * direction, axis=1) < 0
     return np.where(descends[:, None], direction, -grad)
+
+
+def _solved_or_nan(hessian, grad):
+    try:
+        return -np.linalg.solve(hessian, grad)
+    except np.linalg.LinAlgError:
+        return np.full_like(grad, np.nan)
