@@ -72,6 +72,13 @@ target saves little, and on diabetes it stopped the secant steps early (alpha 22
 instead of 29 on a flat validation curve, test MSE 3164 against 3152)."""
 
 
+FLOAT32_TOL = 1e-5
+"""The named implicit method's ``float32_tol`` on the host (times the gradient
+scale): the outer steps whose inner tolerance is at least this compute in
+float32 (the final fit, in float64). Rounding in float32 is near 1e-7, far
+below it."""
+
+
 NEWTON_MAX_PARAMS = 256
 """``HORidge``'s ``_newton_max_params``: its inner loss is quadratic, so one
 Newton step (a Hessian: one value-and-gradient pass per parameter, then a
@@ -393,15 +400,19 @@ class GradientHOEstimator(BaseEstimator):
 
     def _named_implicit(self, implicit, learned, fixed, data):
         """The named implicit method, set for this fit: the linear tolerance
-        (:data:`LINEAR_TOL_FACTOR`), and Newton's method for small models."""
+        (:data:`LINEAR_TOL_FACTOR`), and on the host Newton's method for small
+        models, float32 early steps (:data:`FLOAT32_TOL`) for the others."""
         factor = (LINEAR_TOL_FACTOR[_learned_kind(learned)] if is_classifier(self)
                   else 1.0)
         implicit = dataclasses.replace(implicit, linear_tol_factor=factor)
-        if (implicit.inner_solver == "scipy" and not data.sparse
+        if implicit.inner_solver != "scipy":
+            return implicit
+        if (not data.sparse
                 and optax.tree.size(fixed["w0"]) <= self._newton_max_params):
-            implicit = dataclasses.replace(implicit, inner_solver="host_newton",
-                                           linear_solver=Cholesky())
-        return implicit
+            return dataclasses.replace(implicit, inner_solver="host_newton",
+                                       linear_solver=Cholesky())
+        return dataclasses.replace(
+            implicit, float32_tol=FLOAT32_TOL * self._gradient_scale(data))
 
     # ---- pieces of fit ------------------------------------------------------
     def _validate_fit_data(self, X, y, X_val, y_val) -> FitData:

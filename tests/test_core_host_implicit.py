@@ -25,10 +25,12 @@ from skfarho.core import (
     Cholesky,
     HostImplicit,
     Implicit,
+    host_implicit,
     minimize_hyperparameters,
 )
 from skfarho.core.host_implicit import host_programs
 from skfarho.core.outer import compiled_outer_step, compiled_solve_inner
+from skfarho.core.precision import is_floating
 
 KINDS = ["ridge", "binary", "multinomial"]
 
@@ -247,3 +249,51 @@ def test_linear_tol_factor_loosens_the_linear_solve(inner_solver, rng):
                 for a, b in zip(jax.tree_util.tree_leaves(loose.grad),
                                 jax.tree_util.tree_leaves(exact.grad), strict=True))
     assert 1e-9 < error < 1e-1
+
+
+def _recording_dtypes(monkeypatch):
+    """Record the floating dtypes of every host program call's arguments."""
+    seen = []
+    original = host_implicit.host_programs
+
+    def recording(*args, **kwargs):
+        def wrapped(program):
+            def call(*arguments):
+                seen.append({np.dtype(leaf.dtype)
+                             for leaf in jax.tree_util.tree_leaves(arguments)
+                             if hasattr(leaf, "dtype") and is_floating(leaf)})
+                return program(*arguments)
+            return call
+        return {name: wrapped(program)
+                for name, program in original(*args, **kwargs).items()}
+
+    monkeypatch.setattr(host_implicit, "host_programs", recording)
+    return seen
+
+
+def test_float32_tol_computes_loose_calls_in_float32(rng, monkeypatch):
+    """Calls at a tolerance of at least float32_tol run their programs on float32
+    arguments and return float64 results close to the float64 method's; tighter
+    calls stay in float64."""
+    data = make_data("multinomial", rng)
+    problem = make_problem("multinomial")
+    hparams = implicit_hparams("multinomial", rng)
+    method = _scipy(float32_tol=1e-5)
+    seen = _recording_dtypes(monkeypatch)
+    loose = method(problem, hparams, *data, tol=1e-5)
+    assert seen and all(dtypes == {np.dtype(np.float32)} for dtypes in seen)
+    for leaf in jax.tree_util.tree_leaves((loose.value, loose.grad, loose.params,
+                                           loose.warm_start)):
+        assert leaf.dtype == np.float64
+    exact = _scipy(tol=1e-11)(problem, hparams, *data)
+    for got, want in zip(jax.tree_util.tree_leaves(loose.grad),
+                         jax.tree_util.tree_leaves(exact.grad), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+    seen.clear()
+    method(problem, hparams, *data, tol=1e-6)
+    assert seen and all(np.dtype(np.float32) not in dtypes for dtypes in seen)
+
+
+def test_float32_tol_needs_the_scipy_inner_solver():
+    with pytest.raises(ValueError, match="float32_tol"):
+        Implicit(inner_solver="lbfgs", float32_tol=1e-4)

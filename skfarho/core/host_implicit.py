@@ -46,6 +46,7 @@ from skfarho.core.implicit import Implicit, ImplicitWarmStart, implicit_hypergra
 from skfarho.core.inner_solve import Flattener, scipy_lbfgs_minimize
 from skfarho.core.linear_solve import CG, Cholesky
 from skfarho.core.newton import host_newton_minimize, newton_system
+from skfarho.core.precision import floats_as
 from skfarho.core.problem import HypergradResult, bind_fixed
 
 __all__ = ["HostImplicit", "host_call", "host_call_batch", "host_programs",
@@ -278,6 +279,9 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     tol = float(method.tol if tol is None else tol)
     linear_tol = tol * method.linear_tol_factor
     fixed = {} if fixed is None else fixed
+    if _in_float32(method, tol):
+        hparams, fixed, inner_data, outer_data = floats_as(
+            np.float32, (hparams, fixed, inner_data, outer_data))
     count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
         start = jax.tree_util.tree_map(
@@ -288,6 +292,8 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
         warm_start = ImplicitWarmStart(start, jax.tree_util.tree_map(np.zeros_like,
                                                                      start))
     one = _take(0, warm_start.params) if batched else warm_start.params
+    dtype = np.float32 if _in_float32(method, tol) else None
+    adjoint = floats_as(dtype, warm_start.adjoint)
     # a direct linear solve has no per-problem stopping: one call for the batch
     at_once = batched and isinstance(method.linear_solver, Cholesky)
     programs = host_programs(problem, method.linear_solver,
@@ -300,23 +306,24 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     def arguments(k, params):
         """The hypergradient program's arguments for problem ``k`` (or the one,
         or the batch)."""
+        params = floats_as(dtype, params)
         if not batched or at_once:
-            return (params, warm_start.adjoint, linear_tol, hparams, fixed,
-                    inner_data, outer_data)
-        return (np.int32(k), _take(k, params), _take(k, warm_start.adjoint),
-                linear_tol, hparams, fixed, inner_data, outer_data)
+            return (params, adjoint, linear_tol, hparams, fixed, inner_data,
+                    outer_data)
+        return (np.int32(k), _take(k, params), _take(k, adjoint), linear_tol,
+                hparams, fixed, inner_data, outer_data)
 
     # the hypergradient program compiles on another core while the inner solve runs
-    compiling = compile_in_background(hypergradient,
-                                      arguments(0, warm_start.adjoint))
+    compiling = compile_in_background(hypergradient, arguments(0, adjoint))
     params = _solve(problem, warm_start.params, tol, method, hparams, fixed,
                     inner_data, batched, work_of(one, inner_data))
     wait_compiled(compiling)  # a failed warm-up compiles when called
     calls = 1 if at_once or not batched else count
     results = [jax.tree_util.tree_map(np.asarray, hypergradient(*arguments(k, params)))
                for k in range(calls)]
-    value, grad, adjoint = (results[0] if calls == 1 else jax.tree_util.tree_map(
-        lambda *leaves: np.stack(leaves), *results))
+    value, grad, adjoint = floats_as(np.float64, (
+        results[0] if calls == 1 else jax.tree_util.tree_map(
+            lambda *leaves: np.stack(leaves), *results)))
     leaves = jax.tree_util.tree_leaves((value, grad, params))
     if batched:
         finite = np.logical_and.reduce([
@@ -326,6 +333,12 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
         finite = np.bool_(all(np.all(np.isfinite(leaf)) for leaf in leaves))
     return HypergradResult(value, grad, params, ImplicitWarmStart(params, adjoint),
                            finite)
+
+
+def _in_float32(method, tol) -> bool:
+    """Whether a call at ``tol`` computes in float32 (``method.float32_tol``)."""
+    return (method.inner_solver == "scipy" and method.float32_tol is not None
+            and tol >= method.float32_tol)
 
 
 def _take(k, tree):
@@ -338,8 +351,12 @@ def _solve(problem, init, tol, method, hparams, fixed, inner_data, batched, work
     if method.inner_solver == "host_newton":
         return _newton_solve(problem, init, tol, method, hparams, fixed, inner_data,
                              batched, work)
-    value_and_grad = host_programs(problem, batched=batched,
-                                   work=work)["inner_value_and_grad"]
+    program = host_programs(problem, batched=batched,
+                            work=work)["inner_value_and_grad"]
+    dtype = np.float32 if _in_float32(method, tol) else None
+
+    def value_and_grad(params, *args):
+        return program(floats_as(dtype, params), *args)
     options = {"maxiter": method.max_inner_iter,
                "reduction": method.warm_start_reduction}
     if not batched:

@@ -113,6 +113,14 @@ class Implicit:
         program of its own, called eagerly like ``"scipy"`` (not traceable);
         its small programs compile in a fraction of the time of a traced outer
         step.
+    float32_tol : float, optional
+        With ``inner_solver="scipy"``: while the tolerance of a call is at least
+        this, its programs compute in float32 (the data, hyperparameters and
+        parameters cast; results returned in float64). The outer loop's early
+        tolerances are far above float32's rounding, and the inner loss's
+        passes over the data cost about half (memory-bound ones, a
+        binary model on many features, less than half). None: the precision of
+        the inputs throughout.
 
     Examples
     --------
@@ -136,6 +144,7 @@ class Implicit:
     inner_solver: str = "lbfgs"
     linear_tol_factor: float = 1.0
     warm_start_reduction: float = 0.1
+    float32_tol: float | None = None
 
     divergence_hint = DIVERGENCE_HINT
 
@@ -143,6 +152,9 @@ class Implicit:
         if self.inner_solver not in _DEFAULT_LINEAR_SOLVERS:
             raise ValueError(f"inner_solver must be one of "
                              f"{sorted(_DEFAULT_LINEAR_SOLVERS)}, got "
+                             f"{self.inner_solver!r}.")
+        if self.float32_tol is not None and self.inner_solver != "scipy":
+            raise ValueError(f"float32_tol needs inner_solver='scipy', got "
                              f"{self.inner_solver!r}.")
         if self.linear_solver is None:  # resolved, so equal methods hash equal
             object.__setattr__(self, "linear_solver",

@@ -1,10 +1,12 @@
-"""Scoped float64: the library never flips the user's global JAX config."""
+"""Precision: scoped float64 (the library never flips the user's global JAX
+config), and casts of pytrees' floating-point leaves."""
 
 from __future__ import annotations
 
 import contextlib
 
 import jax
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -22,3 +24,26 @@ def float64_scope(enabled: bool = True):
     """
     with jax.enable_x64(enabled):
         yield
+
+
+def floats_as(dtype, tree):
+    """``tree`` with its floating-point leaves as NumPy arrays of ``dtype``
+    (integer leaves unchanged; ``tree`` itself for ``dtype=None``). A leaf
+    already of ``dtype`` is not copied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cast = floats_as(np.float32, {"x": np.ones(2), "index": np.arange(2)})
+    >>> cast["x"].dtype, cast["index"].dtype
+    (dtype('float32'), dtype('int64'))
+    """
+    if dtype is None:
+        return tree
+    return jax.tree_util.tree_map(
+        lambda leaf: np.asarray(leaf, dtype) if is_floating(leaf) else leaf, tree)
+
+
+def is_floating(leaf) -> bool:
+    """Whether an array (NumPy or JAX) or scalar holds floating-point numbers."""
+    return np.issubdtype(np.dtype(getattr(leaf, "dtype", type(leaf))), np.floating)
