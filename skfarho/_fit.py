@@ -21,7 +21,6 @@ from skfarho.core import DivergenceError, minimize_hyperparameters
 from skfarho.core.compile_ahead import compile_when_idle, work_of
 from skfarho.core.host_implicit import host_programs, host_solve_programs
 from skfarho.core.outer import compiled_solve_inner
-from skfarho.core.precision import floats_as
 from skfarho.core.sharding import current_mesh, shard_rows
 
 
@@ -161,13 +160,7 @@ def placed(parts, method):
 
 
 def placed_folds(folds: StackedFolds, method) -> StackedFolds:
-    """:func:`placed` on inner and outer data (placed once when they are one),
-    in float32 where the method computes its early steps so
-    (``Implicit.float32_tol``): cast once here, not at each outer step."""
-    if getattr(getattr(method, "method", method), "float32_tol", None) is not None:
-        inner = floats_as(np.float32, folds.inner)
-        folds = StackedFolds(inner, inner if folds.outer is folds.inner
-                             else floats_as(np.float32, folds.outer))
+    """:func:`placed` on inner and outer data (placed once when they are one)."""
     inner = placed(folds.inner, method)
     outer = inner if folds.outer is folds.inner else placed(folds.outer, method)
     return StackedFolds(inner, outer)

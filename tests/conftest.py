@@ -38,5 +38,33 @@ def compile_counter():
     return lambda: len(_COMPILES)
 
 
+@pytest.fixture
+def host_program_dtypes(monkeypatch):
+    """A list that gets, for every call of a host implicit program, the sets of
+    floating dtypes of its arguments and of its results."""
+    from skfarho.core import host_implicit
+    from skfarho.core.precision import is_floating
+
+    seen = []
+    original = host_implicit.host_programs
+
+    def dtypes(tree):
+        return {np.dtype(leaf.dtype) for leaf in jax.tree_util.tree_leaves(tree)
+                if hasattr(leaf, "dtype") and is_floating(leaf)}
+
+    def recording(*args, **kwargs):
+        def wrapped(program):
+            def call(*arguments):
+                results = program(*arguments)
+                seen.append((dtypes(arguments), dtypes(results)))
+                return results
+            return call
+        return {name: wrapped(program)
+                for name, program in original(*args, **kwargs).items()}
+
+    monkeypatch.setattr(host_implicit, "host_programs", recording)
+    return seen
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "no_x64: run outside the float64 scope")

@@ -22,7 +22,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfarho import DivergenceError, HOLogisticRegression, HORidge
 from skfarho._base import FLOAT32_TOL, NEWTON_MAX_PARAMS
-from skfarho._objective import MIN_HOLDOUT, SMALL_DATA_FOLDS, Validation
+from skfarho._objective import MIN_HOLDOUT, SMALL_DATA_FOLDS, Evidence, Validation
 from skfarho.core import CG, Cholesky, Implicit, host_implicit
 
 pytestmark = pytest.mark.no_x64
@@ -72,9 +72,10 @@ def test_ridge_oracle_without_learning():
 
 def test_named_implicit_takes_newton_for_small_dense_ridge_only():
     """The named implicit method's inner solver: Newton for dense ridge models
-    of at most NEWTON_MAX_PARAMS parameters; L-BFGS-B, with float32 early steps
-    (FLOAT32_TOL times the gradient scale), for larger or sparse ones and for
-    classifiers (whose Hessians cost more than they save)."""
+    of at most NEWTON_MAX_PARAMS parameters; L-BFGS-B for larger or sparse ones
+    and for classifiers (whose Hessians cost more than they save), with float32
+    early steps (FLOAT32_TOL times the gradient scale) on held-out losses, not
+    on the evidence."""
     named, learned = Implicit(inner_solver="scipy"), {"log_alpha": np.zeros(())}
 
     def model(size):
@@ -83,15 +84,21 @@ def test_named_implicit_takes_newton_for_small_dense_ridge_only():
     y = np.array([0.0, 4.0])  # standard deviation 2: HORidge's gradient scale
     dense = SimpleNamespace(sparse=False, y=y)
     sparse = SimpleNamespace(sparse=True, y=y)
-    chosen = HORidge()._named_implicit(named, learned, model(NEWTON_MAX_PARAMS), dense)
+    held_out, evidence = Validation(), Evidence()
+    chosen = HORidge()._named_implicit(named, learned, model(NEWTON_MAX_PARAMS), dense,
+                                       held_out)
     assert chosen.inner_solver == "host_newton" and chosen.float32_tol is None
     assert isinstance(chosen.linear_solver, Cholesky)
     for estimator, size, data, scale in [(HORidge(), NEWTON_MAX_PARAMS + 1, dense, 2.0),
                                          (HORidge(), 11, sparse, 2.0),
                                          (HOLogisticRegression(), 11, dense, 1.0)]:
-        chosen = estimator._named_implicit(named, learned, model(size), data)
+        chosen = estimator._named_implicit(named, learned, model(size), data,
+                                           held_out)
         assert chosen.inner_solver == "scipy"
         assert chosen.float32_tol == pytest.approx(FLOAT32_TOL * scale)
+        chosen = estimator._named_implicit(named, learned, model(size), data,
+                                           evidence)
+        assert chosen.inner_solver == "scipy" and chosen.float32_tol is None
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu",

@@ -229,7 +229,7 @@ def test_estimator_on_csr_equals_dense(rng, monkeypatch, cls, learn, cv):
 
 @pytest.mark.no_x64
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_estimator_on_csr_near_dense_in_float32(rng):
+def test_estimator_on_csr_near_dense_in_float32(rng, host_program_dtypes):
     """With the default float32 early steps, CSR and dense fits differ by
     float32 rounding only (per-feature strengths: Adam's normalized steps carry
     it into the strengths, at about 1e-5)."""
@@ -239,6 +239,7 @@ def test_estimator_on_csr_near_dense_in_float32(rng):
                    random_state=0)
     sparse = HOLogisticRegression(**options).fit(X, target)
     dense = HOLogisticRegression(**options).fit(X.toarray(), target)
+    assert {np.dtype(np.float32)} in [arguments for arguments, _ in host_program_dtypes]
     np.testing.assert_allclose(sparse.alpha_, dense.alpha_, rtol=1e-3)
     np.testing.assert_allclose(sparse.predict_proba(X),
                                dense.predict_proba(X.toarray()), atol=1e-4)

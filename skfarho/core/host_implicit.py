@@ -31,6 +31,7 @@ stops per problem, and one ``vmap``-ped hypergradient call serves the batch.
 from __future__ import annotations
 
 import functools
+import weakref
 
 import jax
 import numpy as np
@@ -236,9 +237,10 @@ def host_solve_inner(method, problem, hparams, inner_data, init, tol, fixed=None
     """``method.solve_inner`` of a host-side ``method``: SciPy's L-BFGS-B over
     the cached value-and-gradient program, or the Newton program, from
     ``init`` (NumPy out)."""
-    return _solve(problem, init, float(tol), method, hparams,
-                  {} if fixed is None else fixed, jax.device_put(inner_data),
-                  batched=False, work=work_of(init, inner_data))
+    params, _ = _solve(problem, init, float(tol), method, hparams,
+                       {} if fixed is None else fixed, jax.device_put(inner_data),
+                       batched=False, work=work_of(init, inner_data))
+    return params
 
 
 def host_call(method, problem, hparams, inner_data, outer_data, warm_start=None,
@@ -277,11 +279,7 @@ def host_call_batch(method, problem, hparams, inner_data, outer_data,
 def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                    tol, fixed, batched):
     tol = float(method.tol if tol is None else tol)
-    linear_tol = tol * method.linear_tol_factor
     fixed = {} if fixed is None else fixed
-    if _in_float32(method, tol):
-        hparams, fixed, inner_data, outer_data = floats_as(
-            np.float32, (hparams, fixed, inner_data, outer_data))
     count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
         start = jax.tree_util.tree_map(
@@ -291,8 +289,27 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                 lambda leaf: np.repeat(leaf[None], count, axis=0), start)
         warm_start = ImplicitWarmStart(start, jax.tree_util.tree_map(np.zeros_like,
                                                                      start))
+    if method.float32_tol is not None and tol >= method.float32_tol:
+        result = _hypergradient_at(np.float32, method, problem, hparams, fixed,
+                                   inner_data, outer_data, warm_start, tol, batched)
+        if isinstance(result, HypergradResult):
+            return result
+        warm_start = result  # the float32 solve stopped short of tol: on in float64
+    return _hypergradient_at(None, method, problem, hparams, fixed, inner_data,
+                             outer_data, warm_start, tol, batched)
+
+
+def _hypergradient_at(dtype, method, problem, hparams, fixed, inner_data, outer_data,
+                      warm_start, tol, batched):
+    """The host implicit method's result, its programs run on ``dtype``
+    arguments (None: as given). In float32, an inner solve that ends above
+    ``tol`` (float32's rounding of the loss above it) returns its solution as
+    an :class:`ImplicitWarmStart` instead, to be finished in float64."""
+    count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
+    hparams, fixed = floats_as(dtype, (hparams, fixed))
+    if dtype is not None:
+        inner_data, outer_data = _float32_copy(inner_data), _float32_copy(outer_data)
     one = _take(0, warm_start.params) if batched else warm_start.params
-    dtype = np.float32 if _in_float32(method, tol) else None
     adjoint = floats_as(dtype, warm_start.adjoint)
     # a direct linear solve has no per-problem stopping: one call for the batch
     at_once = batched and isinstance(method.linear_solver, Cholesky)
@@ -302,6 +319,7 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
     hparams, fixed, inner_data, outer_data = jax.device_put(
         (hparams, fixed, inner_data, outer_data))
     hypergradient = programs["hypergradient"]
+    linear_tol = tol * method.linear_tol_factor
 
     def arguments(k, params):
         """The hypergradient program's arguments for problem ``k`` (or the one,
@@ -315,8 +333,11 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
 
     # the hypergradient program compiles on another core while the inner solve runs
     compiling = compile_in_background(hypergradient, arguments(0, adjoint))
-    params = _solve(problem, warm_start.params, tol, method, hparams, fixed,
-                    inner_data, batched, work_of(one, inner_data))
+    params, grad_norm = _solve(problem, warm_start.params, tol, method, hparams,
+                               fixed, inner_data, batched, work_of(one, inner_data),
+                               dtype)
+    if dtype is not None and grad_norm > tol:
+        return ImplicitWarmStart(params, warm_start.adjoint)
     wait_compiled(compiling)  # a failed warm-up compiles when called
     calls = 1 if at_once or not batched else count
     results = [jax.tree_util.tree_map(np.asarray, hypergradient(*arguments(k, params)))
@@ -335,10 +356,27 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                            finite)
 
 
-def _in_float32(method, tol) -> bool:
-    """Whether a call at ``tol`` computes in float32 (``method.float32_tol``)."""
-    return (method.inner_solver == "scipy" and method.float32_tol is not None
-            and tol >= method.float32_tol)
+# float32 copies of data, by the identity of their leaves: an outer loop passes
+# the same folds at every step (cast once a fit, not once a step); an entry goes
+# when its data does
+_FLOAT32_COPIES: dict = {}
+
+
+def _float32_copy(data):
+    """``data``'s floating-point leaves in float32, cached while ``data`` lives."""
+    leaves = jax.tree_util.tree_leaves(data)
+    key = tuple(id(leaf) for leaf in leaves)
+    cached = _FLOAT32_COPIES.get(key)
+    if cached is not None:
+        return cached[1]
+    copy = floats_as(np.float32, data)
+    try:
+        references = [weakref.ref(leaf, lambda _: _FLOAT32_COPIES.pop(key, None))
+                      for leaf in leaves]
+    except TypeError:  # a leaf without weak references: not cached
+        return copy
+    _FLOAT32_COPIES[key] = (references, copy)
+    return copy
 
 
 def _take(k, tree):
@@ -346,26 +384,26 @@ def _take(k, tree):
     return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[k], tree)
 
 
-def _solve(problem, init, tol, method, hparams, fixed, inner_data, batched, work):
-    """The inner solution from ``init``: one problem, or each of a batch's."""
+def _solve(problem, init, tol, method, hparams, fixed, inner_data, batched, work,
+           dtype=None):
+    """The inner solution from ``init`` (one problem, or each of a batch's),
+    and its largest gradient norm; the programs get parameters as ``dtype``."""
     if method.inner_solver == "host_newton":
         return _newton_solve(problem, init, tol, method, hparams, fixed, inner_data,
                              batched, work)
     program = host_programs(problem, batched=batched,
                             work=work)["inner_value_and_grad"]
-    dtype = np.float32 if _in_float32(method, tol) else None
 
-    def value_and_grad(params, *args):
-        return program(floats_as(dtype, params), *args)
+    def value_and_grad(params):
+        return program(floats_as(dtype, params), hparams, fixed, inner_data)
+
     options = {"maxiter": method.max_inner_iter,
-               "reduction": method.warm_start_reduction}
+               "reduction": method.warm_start_reduction, "return_grad_norm": True}
     if not batched:
-        return scipy_lbfgs_minimize(
-            lambda params: value_and_grad(params, hparams, fixed, inner_data),
-            init, tol, **options)
+        return scipy_lbfgs_minimize(value_and_grad, init, tol, **options)
 
     def summed(params):
-        values, grads = value_and_grad(params, hparams, fixed, inner_data)
+        values, grads = value_and_grad(params)
         return np.sum(np.asarray(values)), grads
 
     return scipy_lbfgs_minimize(summed, init, tol, grad_norm=_largest_norm,
@@ -391,7 +429,7 @@ def _newton_solve(problem, init, tol, method, hparams, fixed, inner_data, batche
         return results if batched else tuple(np.asarray(r)[None] for r in results)
 
     vectors = flat.ravel(init)
-    solution, _ = host_newton_minimize(system, vectors if batched else vectors[None],
-                                       tol, method.max_inner_iter,
-                                       method.warm_start_reduction)
-    return flat.unravel(solution if batched else solution[0])
+    solution, norms = host_newton_minimize(
+        system, vectors if batched else vectors[None], tol, method.max_inner_iter,
+        method.warm_start_reduction)
+    return flat.unravel(solution if batched else solution[0]), float(np.max(norms))

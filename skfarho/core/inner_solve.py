@@ -163,6 +163,7 @@ def scipy_lbfgs_minimize(
     grad_norm: Callable[[PyTree], float] | None = None,
     ftol: float = 1e-15,
     reduction: float = 0.0,
+    return_grad_norm: bool = False,
 ) -> PyTree:
     """Minimize with SciPy's L-BFGS-B on the host, stopping as :func:`lbfgs_minimize`.
 
@@ -197,12 +198,15 @@ def scipy_lbfgs_minimize(
     reduction : float, default=0.0
         Also reduce the gradient norm to ``reduction`` times its value at
         ``init_params`` (see :func:`stopping_threshold`).
+    return_grad_norm : bool, default=False
+        Also return the gradient norm (``grad_norm``'s) at the minimizer.
 
     Returns
     -------
     PyTree
         The approximate minimizer, as NumPy float64 arrays (``init_params`` itself,
-        flattened and back, when it already meets ``tol`` or is not finite).
+        flattened and back, when it already meets ``tol`` or is not finite);
+        with ``return_grad_norm``, a pair of it and its gradient norm.
 
     Examples
     --------
@@ -215,13 +219,19 @@ def scipy_lbfgs_minimize(
     flat = Flattener(init_params)
     last = {}
 
+    def norm_of(vector_grad):
+        return (np.linalg.norm(vector_grad) if grad_norm is None else
+                grad_norm(flat.unravel(vector_grad)))
+
     def fun(vector):
         value, grad = value_and_grad(flat.unravel(vector))
         vector_grad = flat.ravel(grad)
-        norm = (np.linalg.norm(vector_grad) if grad_norm is None else
-                grad_norm(flat.unravel(vector_grad)))
-        last.update(x=vector.copy(), grad_norm=norm)
+        last.update(x=vector.copy(), grad_norm=norm_of(vector_grad))
         return float(value), vector_grad
+
+    def result(vector, norm):
+        return (flat.unravel(vector), float(norm)) if return_grad_norm else (
+            flat.unravel(vector))
 
     def stop_at_tolerance(intermediate_result):
         # lbfgs_minimize's criterion: the gradient's Euclidean norm below tol
@@ -234,7 +244,7 @@ def scipy_lbfgs_minimize(
     if reduction > 0:
         tol = float(stopping_threshold(tol, reduction, last["grad_norm"], np))
     if not np.isfinite(value) or last["grad_norm"] < tol:
-        return flat.unravel(x0)
+        return result(x0, last["grad_norm"])
     # gtol (on the largest entry) at tol / sqrt(size) is a fallback: it implies
     # the Euclidean criterion, which the callback checks first
     with one_blas_thread():
@@ -242,7 +252,7 @@ def scipy_lbfgs_minimize(
             fun, x0, jac=True, method="L-BFGS-B", callback=stop_at_tolerance,
             options={"gtol": tol / np.sqrt(x0.size), "ftol": ftol,
                      "maxiter": maxiter, "maxcor": memory_size})
-    return flat.unravel(solution.x)
+    return result(solution.x, norm_of(solution.jac))
 
 
 @functools.cache

@@ -29,7 +29,7 @@ def float64_scope(enabled: bool = True):
 def floats_as(dtype, tree):
     """``tree`` with its floating-point leaves as NumPy arrays of ``dtype``
     (integer leaves unchanged; ``tree`` itself for ``dtype=None``). A leaf
-    already of ``dtype`` is not copied.
+    already of ``dtype`` (NumPy or JAX) is returned as it is.
 
     Examples
     --------
@@ -40,8 +40,11 @@ def floats_as(dtype, tree):
     """
     if dtype is None:
         return tree
+    dtype = np.dtype(dtype)
     return jax.tree_util.tree_map(
-        lambda leaf: np.asarray(leaf, dtype) if is_floating(leaf) else leaf, tree)
+        lambda leaf: (np.asarray(leaf, dtype)
+                      if is_floating(leaf) and getattr(leaf, "dtype", None) != dtype
+                      else leaf), tree)
 
 
 def is_floating(leaf) -> bool:
