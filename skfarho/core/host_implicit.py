@@ -280,11 +280,11 @@ def _hypergradient(method, problem, hparams, inner_data, outer_data, warm_start,
                    tol, fixed, batched):
     tol = float(method.tol if tol is None else tol)
     fixed = {} if fixed is None else fixed
-    count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     if warm_start is None:
         start = jax.tree_util.tree_map(
             np.asarray, bind_fixed(problem, fixed).init_params(hparams))
         if batched:
+            count = _batch_size(inner_data)
             start = jax.tree_util.tree_map(
                 lambda leaf: np.repeat(leaf[None], count, axis=0), start)
         warm_start = ImplicitWarmStart(start, jax.tree_util.tree_map(np.zeros_like,
@@ -305,7 +305,6 @@ def _hypergradient_at(dtype, method, problem, hparams, fixed, inner_data, outer_
     arguments (None: as given). In float32, an inner solve that ends above
     ``tol`` (float32's rounding of the loss above it) returns its solution as
     an :class:`ImplicitWarmStart` instead, to be finished in float64."""
-    count = len(jax.tree_util.tree_leaves(inner_data)[0]) if batched else None
     hparams, fixed = floats_as(dtype, (hparams, fixed))
     if dtype is not None:
         inner_data, outer_data = _float32_copy(inner_data), _float32_copy(outer_data)
@@ -339,7 +338,7 @@ def _hypergradient_at(dtype, method, problem, hparams, fixed, inner_data, outer_
     if dtype is not None and grad_norm > tol:
         return ImplicitWarmStart(params, warm_start.adjoint)
     wait_compiled(compiling)  # a failed warm-up compiles when called
-    calls = 1 if at_once or not batched else count
+    calls = 1 if at_once or not batched else _batch_size(inner_data)
     results = [jax.tree_util.tree_map(np.asarray, hypergradient(*arguments(k, params)))
                for k in range(calls)]
     value, grad, adjoint = floats_as(np.float64, (
@@ -377,6 +376,11 @@ def _float32_copy(data):
         return copy
     _FLOAT32_COPIES[key] = (references, copy)
     return copy
+
+
+def _batch_size(data) -> int:
+    """The number of problems of batched ``data`` (its leading axis)."""
+    return len(jax.tree_util.tree_leaves(data)[0])
 
 
 def _take(k, tree):
